@@ -25,6 +25,7 @@ app: demo-data
 
 test: $(STAMP)
 	bash tests/install_browser.sh
+	$(PY) -m ruff check .
 	$(PY) -m pytest
 
 lint: $(STAMP)

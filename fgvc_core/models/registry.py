@@ -7,7 +7,8 @@ CRA-SMRA model never imports timm's ViT code and vice versa.
 from __future__ import annotations
 
 import importlib
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch.nn as nn
 
