@@ -38,7 +38,9 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         else:
             state = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - every reader error becomes one clear message
-        raise CheckpointError(f"cannot read weights file {path.name}: {type(exc).__name__}: {exc}".splitlines()[0]) from None
+        raise CheckpointError(
+            f"cannot read weights file {path.name}: {type(exc).__name__}: {exc}".splitlines()[0]
+        ) from None
     for key in _WRAPPER_KEYS:
         if isinstance(state, dict) and key in state and isinstance(state[key], dict):
             state = state[key]
@@ -86,8 +88,7 @@ def load_matching(module: nn.Module, state: dict[str, torch.Tensor], source: str
     if not matched:
         example = ", ".join(list(state)[:3])
         raise CheckpointError(
-            f"no tensor of {source} matches this model (file keys look like: {example}); "
-            "is it the right backbone?"
+            f"no tensor of {source} matches this model (file keys look like: {example}); is it the right backbone?"
         )
     with torch.no_grad():
         for key in matched:
