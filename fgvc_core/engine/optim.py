@@ -1,0 +1,55 @@
+"""SGD over named parameter groups, each with its own learning rate (CRA-SMRA: backbone/SMRAM vs CRAM/heads)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from fgvc_core.errors import ConfigError
+
+
+def named_parameter_groups(model: nn.Module) -> dict[str, list[nn.Parameter]]:
+    """The model's own grouping (``model.parameter_groups()``) or one group ``"all"``; frozen params are skipped."""
+    model = getattr(model, "module", model)
+    groups = model.parameter_groups() if hasattr(model, "parameter_groups") else {"all": list(model.parameters())}
+    groups = {name: [p for p in params if p.requires_grad] for name, params in groups.items()}
+    seen: set[int] = set()
+    for name, params in groups.items():
+        for p in params:
+            if id(p) in seen:
+                raise ValueError(f"parameter in group {name!r} also belongs to another group")
+            seen.add(id(p))
+    if len(seen) != sum(p.requires_grad for p in model.parameters()):
+        raise ValueError("the model's parameter_groups() leave trainable parameters out")
+    return {name: params for name, params in groups.items() if params}
+
+
+def resolve_group_lrs(group_names: list[str], lr: float | dict[str, float]) -> dict[str, float]:
+    """Map every group to its lr; a mapping may use ``default`` for groups it does not name."""
+    if not isinstance(lr, dict):
+        return {name: float(lr) for name in group_names}
+    unknown = set(lr) - set(group_names) - {"default"}
+    if unknown:
+        raise ConfigError(f"train.lr names unknown parameter group(s) {sorted(unknown)}; groups: {group_names}")
+    missing = [name for name in group_names if name not in lr and "default" not in lr]
+    if missing:
+        raise ConfigError(f"train.lr gives no learning rate for group(s) {missing} (add them or a 'default')")
+    return {name: float(lr.get(name, lr.get("default"))) for name in group_names}
+
+
+def build_optimizer(model: nn.Module, train_cfg: dict[str, Any]) -> torch.optim.SGD:
+    """SGD with momentum, per-group lr, and a fused/foreach implementation where the device supports it."""
+    groups = named_parameter_groups(model)
+    lrs = resolve_group_lrs(list(groups), train_cfg["lr"])
+    param_groups = [{"params": params, "lr": lrs[name], "name": name} for name, params in groups.items()]
+    on_cuda = next(iter(groups.values()))[0].is_cuda
+    return torch.optim.SGD(
+        param_groups,
+        lr=max(lrs.values()),
+        momentum=train_cfg["momentum"],
+        weight_decay=train_cfg["weight_decay"],
+        nesterov=bool(train_cfg["nesterov"]) and train_cfg["momentum"] > 0,
+        fused=True if on_cuda else None,
+    )
