@@ -9,7 +9,7 @@ def topk_accuracy(probs: torch.Tensor, targets: torch.Tensor, k: int = 1) -> flo
     """Fraction of samples whose target is among the ``k`` highest probabilities."""
     k = min(k, probs.shape[1])
     hits = (probs.topk(k, dim=1).indices == targets[:, None]).any(dim=1)
-    return hits.float().mean().item() if len(targets) else float("nan")
+    return hits.double().mean().item() if len(targets) else float("nan")
 
 
 def confusion_matrix(probs: torch.Tensor, targets: torch.Tensor, num_classes: int) -> torch.Tensor:
