@@ -1,0 +1,148 @@
+"""Datasets and loaders for training, built so that a resumed run sees exactly the batches it would have seen.
+
+Two things make resume exact, independent of the number of DataLoader workers:
+- the order: epoch ``e`` uses a permutation drawn from ``(seed, e)``, and a resumed epoch skips the batches it
+  already consumed (no iteration over them);
+- the augmentation: each sample's random transform runs under its own RNG seed derived from
+  ``(seed, epoch, index)``, so it does not depend on which worker draws it or on what ran before.
+With DDP, each rank takes a strided share of the same permutation (``DistributedSampler``'s rule).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+import fgvc_core
+from fgvc_core.data.transforms import build_transform, preprocess_config
+from fgvc_core.errors import ConfigError
+
+
+def _mix(*values: int) -> int:
+    """A 63-bit seed from several non-negative integers (NumPy's SeedSequence: stable across processes)."""
+    return int(np.random.SeedSequence([int(v) for v in values]).generate_state(1, np.uint64)[0] >> 1)
+
+
+class EpochSampler(Sampler):
+    """Yields ``(index, sample_seed)`` for one epoch: a seeded permutation, sharded by rank, resumable by batch."""
+
+    def __init__(
+        self,
+        length: int,
+        batch_size: int,
+        seed: int,
+        epoch: int,
+        skip_batches: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        shuffle: bool = True,
+    ) -> None:
+        self.length, self.batch_size, self.seed, self.epoch = length, batch_size, seed, epoch
+        self.skip_batches, self.rank, self.world_size, self.shuffle = skip_batches, rank, world_size, shuffle
+
+    def _indices(self) -> list[int]:
+        if self.shuffle:
+            order = torch.randperm(self.length, generator=torch.Generator().manual_seed(_mix(self.seed, self.epoch)))
+        else:
+            order = torch.arange(self.length)
+        per_rank = -(-self.length // self.world_size)
+        padded = order.tolist() + order.tolist()[: per_rank * self.world_size - self.length]  # as DistributedSampler
+        mine = padded[self.rank :: self.world_size]
+        return mine[self.skip_batches * self.batch_size :]
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        for index in self._indices():
+            yield index, _mix(self.seed, self.epoch, index)
+
+    def __len__(self) -> int:
+        return len(self._indices())
+
+
+class SeededTransform(Dataset):
+    """Applies ``transform`` to ``base[index]`` under the RNG seed the sampler gave for that sample."""
+
+    def __init__(self, base: Dataset, transform: Callable | None) -> None:
+        self.base, self.transform = base, transform
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, key: int | tuple[int, int]) -> Any:
+        index, seed = key if isinstance(key, tuple) else (key, index_seed(key))
+        image, label = self.base[index]
+        if self.transform is not None:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                image = self.transform(image)
+        return image, label
+
+
+def index_seed(index: int) -> int:
+    return _mix(0, index)
+
+
+def build_data(data_cfg: dict[str, Any], preprocess: dict[str, Any]) -> tuple[Dataset, Dataset, list[str]]:
+    """(train set without transform, test set with the eval transform, class names) for a config's data section."""
+    name = data_cfg["name"]
+    options = dict(data_cfg.get("options") or {})
+    if name == "synth_stream":
+        from fgvc_core.data.synth import SynthStream
+
+        num_classes = data_cfg.get("num_classes")
+        if not num_classes:
+            raise ConfigError("data.num_classes is required for synth_stream")
+        train = SynthStream(
+            num_samples=data_cfg["train_samples"],
+            num_classes=num_classes,
+            size=preprocess["img_size"],
+            seed=data_cfg["seed"],
+            **options,
+        )
+        test = fgvc_core.build_dataset("synth", data_cfg["root"], data_cfg["test_split"], build_transform(preprocess))
+        classes = list(test.classes)
+        if len(classes) != num_classes:
+            raise ConfigError(
+                f"data.num_classes={num_classes} but the test benchmark in {data_cfg['root']} has {len(classes)}"
+            )
+        return train, test, classes
+    train = fgvc_core.build_dataset(name, data_cfg["root"], data_cfg["train_split"], None, **options)
+    test = fgvc_core.build_dataset(
+        name, data_cfg["root"], data_cfg["test_split"], build_transform(preprocess), **options
+    )
+    return train, test, list(train.classes)
+
+
+def data_preprocess(data_cfg: dict[str, Any]) -> dict[str, Any]:
+    return preprocess_config(data_cfg["preset"], data_cfg.get("img_size"))
+
+
+def train_loader(
+    dataset: Dataset,
+    preprocess: dict[str, Any],
+    batch_size: int,
+    seed: int,
+    epoch: int,
+    skip_batches: int,
+    workers: int,
+    rank: int = 0,
+    world_size: int = 1,
+) -> DataLoader:
+    """Loader for one epoch of training (a new one per epoch: the sampler carries the epoch and the skip)."""
+    sampler = EpochSampler(len(dataset), batch_size, seed, epoch, skip_batches, rank, world_size)
+    return DataLoader(
+        SeededTransform(dataset, build_transform(preprocess, train=True)),
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=workers,
+        drop_last=True,  # equal batches on every rank and a stable step count
+        pin_memory=torch.cuda.is_available(),
+        persistent_workers=False,
+    )
+
+
+def eval_loader(dataset: Dataset, batch_size: int, workers: int) -> DataLoader:
+    return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers)
