@@ -1,0 +1,185 @@
+"""`load_image`: the one door for every image, whether a user upload, a CLI path or a dataset file.
+
+It returns a fully decoded 8-bit RGB image that looks the way the user sees the file (EXIF orientation applied,
+transparency on white, 16-bit data scaled rather than clipped), or raises `ImageError` with one line a user can
+act on. It never leaks a raw PIL/OSError: the app shows our message as is.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from pathlib import Path
+from typing import IO
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from fgvc_core.errors import ImageError
+
+MAX_PIXELS = 64_000_000
+"""Largest width x height we decode. Checked from the header, before decoding, so a decompression bomb costs
+nothing. Independent of (and never written to) PIL's global ``Image.MAX_IMAGE_PIXELS``."""
+
+MAX_FILE_BYTES = 256 * 1024 * 1024
+"""Largest file we read into memory (a guard against pointing the door at a multi-GB non-image)."""
+
+MIN_SIDE = 16
+"""Smallest width or height: below it there is nothing for a fine-grained model to see."""
+
+MAX_ASPECT = 10.0
+"""Largest long-side / short-side ratio: a 20000x3 strip would be squashed into noise by any preset."""
+
+BACKGROUND = (255, 255, 255)
+"""Colour transparent pixels are composited on: white, as a browser or an image viewer shows them."""
+
+ImageSource = str | os.PathLike | bytes | bytearray | memoryview | IO[bytes]
+
+
+def load_image(source: ImageSource) -> Image.Image:
+    """Decode an image into a standalone RGB ``PIL.Image`` that users, the CLI, the app and datasets share.
+
+    Args:
+        source: A path (str or PathLike), the file's bytes, or a binary file-like object such as Streamlit's
+            ``UploadedFile`` (read from its start).
+
+    Returns:
+        A fully loaded RGB image: EXIF orientation applied; grayscale, palette, CMYK and 16/32-bit data converted
+        (high bit depths scaled to 8 bit, not clipped); alpha composited on white; the first frame of an
+        animation.
+
+    Raises:
+        ImageError: Missing or unreadable file, empty data, not an image, truncated/corrupt data, more than
+            `MAX_PIXELS` pixels, a side under `MIN_SIDE`, or an aspect ratio over `MAX_ASPECT`.
+    """
+    data, name = _read_source(source)
+    if not data:
+        raise ImageError(f"{name} is empty (0 bytes)")
+    with warnings.catch_warnings():
+        # Our own MAX_PIXELS check replaces PIL's bomb warning; PIL's hard DecompressionBombError is caught below.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            with Image.open(io.BytesIO(data)) as im:
+                _check_size(im.size, name)
+                im.seek(0)  # animations: the first frame
+                im.load()  # force the full decode inside the guard, so truncation surfaces here
+                image = _to_rgb(_exif_transpose(im), name)
+        except ImageError:
+            raise
+        except Image.DecompressionBombError:
+            raise ImageError(f"{name} is too large to open safely (more than {MAX_PIXELS:,} pixels)") from None
+        except UnidentifiedImageError:
+            raise ImageError(f"{name} is not an image in a format we can read (e.g. PNG, JPEG, WebP)") from None
+        except Exception as exc:  # PIL raises OSError, SyntaxError, ValueError, EOFError... for broken data
+            raise ImageError(f"{name} is truncated or corrupt and cannot be decoded ({_reason(exc)})") from None
+    return image
+
+
+def _read_source(source: ImageSource) -> tuple[bytes, str]:
+    """Return the raw bytes and a display name for messages."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return bytes(source), "the image data"
+    if isinstance(source, (str, os.PathLike)):
+        return _read_path(Path(source))
+    if hasattr(source, "read"):
+        name = getattr(source, "name", None)
+        label = f"uploaded file {Path(str(name)).name!r}" if name else "the uploaded file"
+        try:
+            if getattr(source, "seekable", lambda: False)():
+                source.seek(0)  # Streamlit reruns hand us the same object again
+            data = source.read(MAX_FILE_BYTES + 1)
+        except Exception as exc:
+            raise ImageError(f"{label} cannot be read ({_reason(exc)})") from None
+        if isinstance(data, str):
+            raise ImageError(f"{label} was opened in text mode; pass a binary file or bytes")
+        if not isinstance(data, (bytes, bytearray)):
+            raise ImageError(f"{label} did not return bytes when read")
+        if len(data) > MAX_FILE_BYTES:
+            raise ImageError(f"{label} is larger than {MAX_FILE_BYTES // 2**20} MiB")
+        return bytes(data), label
+    raise ImageError(f"cannot read an image from a {type(source).__name__}; pass a path, bytes or a binary file")
+
+
+def _read_path(path: Path) -> tuple[bytes, str]:
+    label = str(path)
+    if not path.exists():
+        raise ImageError(f"image file not found: {label}")
+    if path.is_dir():
+        raise ImageError(f"{label} is a folder, not an image file")
+    try:
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise ImageError(f"{label} is larger than {MAX_FILE_BYTES // 2**20} MiB")
+        return path.read_bytes(), label
+    except PermissionError:
+        raise ImageError(f"{label} cannot be read: permission denied") from None
+    except OSError as exc:
+        raise ImageError(f"{label} cannot be read ({_reason(exc)})") from None
+
+
+def _check_size(size: tuple[int, int], name: str) -> None:
+    """Refuse bombs and degenerate shapes from the header, before any pixel is decoded."""
+    width, height = size
+    if width * height > MAX_PIXELS:
+        raise ImageError(f"{name} is too large: {width}x{height} pixels (limit {MAX_PIXELS:,} pixels)")
+    if min(width, height) < MIN_SIDE:
+        raise ImageError(f"{name} is too small: {width}x{height} pixels (each side must be at least {MIN_SIDE})")
+    if max(width, height) / min(width, height) > MAX_ASPECT:
+        raise ImageError(f"{name} is too elongated: {width}x{height} pixels (aspect ratio above {MAX_ASPECT:g})")
+
+
+def _to_rgb(im: Image.Image, name: str) -> Image.Image:
+    """Convert any PIL mode to 8-bit RGB; transparency goes on `BACKGROUND`."""
+    mode = im.mode
+    if mode.startswith("I;16") or mode in ("I", "F"):
+        return Image.fromarray(_high_depth_to_uint8(np.asarray(im), mode)).convert("RGB")
+    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info
+    if has_alpha:
+        rgba = im.convert("RGBA")
+        canvas = Image.new("RGBA", rgba.size, (*BACKGROUND, 255))
+        return Image.alpha_composite(canvas, rgba).convert("RGB")
+    if mode == "RGB":
+        return im.copy()
+    try:
+        return im.convert("RGB")  # 1, L, P, CMYK, YCbCr, ...
+    except ValueError:
+        raise ImageError(f"{name} uses colour mode {mode}, which cannot be converted to RGB") from None
+
+
+def _high_depth_to_uint8(array: np.ndarray, mode: str) -> np.ndarray:
+    """Scale 16-bit, 32-bit integer and float grayscale to 0..255 without clipping.
+
+    - ``I;16*``: the full 16-bit range, ``v / 257`` (65535 -> 255, 32896 -> 128).
+    - ``I``: values within 0..255 are kept, within 0..65535 are treated as 16 bit, anything else is min-max
+      stretched (a 32-bit integer image carries no other clue to its range).
+    - ``F``: values within 0..1 are scaled by 255, within 0..255 kept, anything else min-max stretched.
+    """
+    values = array.astype(np.float64)
+    finite = values[np.isfinite(values)]
+    low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+    if mode.startswith("I;16") or (mode == "I" and low >= 0 and 255 < high <= 65535):
+        scaled = values / 257.0
+    elif mode == "F" and low >= 0 and high <= 1:
+        scaled = values * 255.0
+    elif low >= 0 and high <= 255:
+        scaled = values
+    else:
+        scaled = (values - low) * (255.0 / (high - low)) if high > low else np.zeros_like(values)
+    scaled = np.nan_to_num(scaled, nan=0.0, posinf=255.0, neginf=0.0)
+    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+
+
+def _exif_transpose(im: Image.Image) -> Image.Image:
+    """Rotate/flip as the EXIF orientation tag says (phone photos); a broken EXIF block is ignored."""
+    try:
+        if im.getexif().get(0x0112, 1) in (None, 1):
+            return im  # upright already: skip exif_transpose's full copy (every dataset image passes here)
+        return ImageOps.exif_transpose(im)
+    except Exception:
+        return im
+
+
+def _reason(exc: BaseException) -> str:
+    """A one-line reason from an exception, for the end of a user message."""
+    text = " ".join(str(exc).split())
+    return text[:120] if text else type(exc).__name__
