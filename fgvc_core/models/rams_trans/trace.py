@@ -1,0 +1,66 @@
+"""What ``RamsTrans.trace`` returns: frozen dataclasses of detached CPU tensors, plus the reusable scale-1 state.
+
+``scales[s]`` describes what scale ``s`` saw and what it proposed:
+- ``crop``/``box``: the image this scale classified and where it lies on the network input (scale 1: the whole
+  input). ``box_original``: the same box on the uploaded image, when the caller gave its size and preprocess.
+- ``attentions``/``rollout``/``mask``/``component``/``proposal_box``: this scale's own attention and the DPPM
+  step it drives, on its own patch grid; ``proposal_box`` (its own input pixels) becomes the next scale's
+  ``box`` (composed into input pixels). The last scale's proposal is shown but leads nowhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+
+@dataclass(frozen=True)
+class ScaleTrace:
+    """One scale of one traced batch (all tensors detached, on CPU)."""
+
+    index: int  # 0-based; head name is f"scale{index + 1}"
+    crop: torch.Tensor  # (B, C, H, W) the input this scale classified
+    box: torch.Tensor  # (B, 4) xyxy float, network-input pixels
+    box_original: torch.Tensor | None  # (B, 4) original-image pixels, or None
+    attentions: tuple[torch.Tensor, ...]  # per layer (B, H, N, N) softmax probabilities
+    rollout: torch.Tensor  # (B, gh, gw) max-normalised scores
+    mask: torch.Tensor  # (B, gh, gw) bool: rollout > threshold * mean
+    component: torch.Tensor  # (B, gh, gw) bool: the largest 8-connected component of the mask
+    proposal_box: torch.Tensor  # (B, 4) xyxy float, pixels of this scale's crop
+    logits: torch.Tensor  # (B, K)
+    probs: torch.Tensor  # (B, K) softmax of this scale
+
+    @property
+    def head_name(self) -> str:
+        return f"scale{self.index + 1}"
+
+
+@dataclass(frozen=True)
+class Scale1State:
+    """Everything the DPPM options do not change: the scale-1 input, attention and prediction.
+
+    A later ``trace(..., reuse=previous_trace)`` starts from here, so moving the threshold (or head fusion, query,
+    discard ratio, start layer) costs one O(L·N²) rollout plus the later scales, never a scale-1 ViT pass.
+    """
+
+    x: torch.Tensor  # (B, C, H, W) the network input
+    attentions: tuple[torch.Tensor, ...]
+    logits: torch.Tensor
+    config: dict[str, Any] = field(repr=False)  # the model's build config, to refuse reuse across models
+    owner: int = field(default=0, repr=False)  # id() of the model that made it (a reloaded model is another)
+
+
+@dataclass(frozen=True)
+class RamsTransTrace:
+    """A full RAMS-Trans trace: per-scale artefacts, the combined prediction and the options used."""
+
+    scales: tuple[ScaleTrace, ...]
+    probs: torch.Tensor  # (B, K) mean of the per-scale softmaxes (the paper's test rule)
+    options: dict[str, Any]  # threshold(s), head_fusion, query, discard_ratio, start_layer actually used
+    cache: Scale1State
+
+    @property
+    def logits(self) -> dict[str, torch.Tensor]:
+        return {scale.head_name: scale.logits for scale in self.scales}
