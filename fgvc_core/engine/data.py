@@ -95,18 +95,16 @@ def build_data(data_cfg: dict[str, Any], preprocess: dict[str, Any]) -> tuple[Da
         num_classes = data_cfg.get("num_classes")
         if not num_classes:
             raise ConfigError("data.num_classes is required for synth_stream")
+        options.setdefault("size", preprocess["img_size"])
         train = SynthStream(
-            num_samples=data_cfg["train_samples"],
-            num_classes=num_classes,
-            size=preprocess["img_size"],
-            seed=data_cfg["seed"],
-            **options,
+            num_samples=data_cfg["train_samples"], num_classes=num_classes, seed=data_cfg["seed"], **options
         )
         test = fgvc_core.build_dataset("synth", data_cfg["root"], data_cfg["test_split"], build_transform(preprocess))
         classes = list(test.classes)
-        if len(classes) != num_classes:
+        if classes != list(train.classes):
             raise ConfigError(
-                f"data.num_classes={num_classes} but the test benchmark in {data_cfg['root']} has {len(classes)}"
+                f"the training stream's {num_classes} classes differ from the test benchmark's in {data_cfg['root']} "
+                f"({len(classes)} classes); set data.num_classes to match it"
             )
         return train, test, classes
     train = fgvc_core.build_dataset(name, data_cfg["root"], data_cfg["train_split"], None, **options)
@@ -141,6 +139,9 @@ def train_loader(
         drop_last=True,  # equal batches on every rank and a stable step count
         pin_memory=torch.cuda.is_available(),
         persistent_workers=False,
+        # Its own generator: creating the iterator must not draw from the global RNG, whose state a resumed
+        # run restores mid-epoch (dropout randomness would shift by one draw otherwise).
+        generator=torch.Generator().manual_seed(_mix(seed, epoch, 1)),
     )
 
 
