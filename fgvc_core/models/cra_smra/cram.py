@@ -1,0 +1,67 @@
+"""CRAM, the channel re-attention module (METHODS.md "CRAM"; paper Eqs. 1-6).
+
+For a stage output ``X`` (B, C, H, W):
+- ``I = σ(MLP(AvgPool X) + MLP(MaxPool X))`` (CBAM's channel gate, :func:`channel_importance`);
+- ``X_e = I ⊗ X``, the channel-enhanced map (the model's ``Conv_layer`` then brings it to C_a channels);
+- ``I* = softmax(I)`` over channels;
+- ``S_c = ω`` where ``I*_c ≥ δ · max(I*)``, else 1 (**Uncertain** reading of the paper's Eq. 5, see METHODS.md);
+- ``X_s = S ⊗ X``, the channel-suppressed map fed to the next stage, in training *and* at test.
+
+δ and ω are call arguments, not module state, so a caller can slide them without touching a shared model.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from fgvc_core.models.cra_smra.cbam import channel_importance, make_channel_mlp
+from fgvc_core.models.cra_smra.trace import ReattentionOutput
+
+DEFAULT_DELTA = 0.9
+DEFAULT_OMEGA = 0.5
+
+
+def suppressed_channels(importance_softmax: torch.Tensor, delta: float) -> torch.Tensor:
+    """Bool (B, C): the channels CRAM suppresses, ``I*_c ≥ δ · max_c I*``.
+
+    softmax is monotone, so this equals ``I_c ≥ max I + ln δ``; δ = 1 keeps only the top channel(s).
+    """
+    return importance_softmax >= delta * importance_softmax.amax(dim=1, keepdim=True)
+
+
+def suppression_mask(importance_softmax: torch.Tensor, delta: float, omega: float) -> torch.Tensor:
+    """``S`` (B, C): ``ω`` on the suppressed channels, 1 on the others."""
+    return _mask(suppressed_channels(importance_softmax, delta), omega, importance_softmax)
+
+
+def _mask(selected: torch.Tensor, omega: float, like: torch.Tensor) -> torch.Tensor:
+    return torch.where(selected, torch.full_like(like, omega), torch.ones_like(like))
+
+
+class Cram(nn.Module):
+    """Channel re-attention: enhance by ``I``, then suppress the most important channels by ``ω`` for the next stage.
+
+    Args:
+        channels: C of the stage output.
+        reduction: the MLP's reduction ratio r (hidden width round(C / r), at least 1).
+    """
+
+    def __init__(self, channels: int, reduction: int = 16) -> None:
+        super().__init__()
+        self.mlp = make_channel_mlp(channels, reduction)
+
+    def forward(self, x: torch.Tensor, delta: float = DEFAULT_DELTA, omega: float = DEFAULT_OMEGA) -> ReattentionOutput:
+        importance = channel_importance(self.mlp, x)
+        # S is a step function of I: gradients reach the MLP through X_e only, as in the paper's figure.
+        importance_softmax = importance.softmax(dim=1)
+        selected = suppressed_channels(importance_softmax, delta)
+        suppression = _mask(selected, omega, importance)
+        return ReattentionOutput(
+            enhanced=x * importance[:, :, None, None],
+            suppressed=x * suppression[:, :, None, None],
+            importance=importance,
+            importance_softmax=importance_softmax,
+            suppression=suppression,
+            suppressed_channels=selected,
+        )
