@@ -405,7 +405,7 @@ def format_summary(summary: Mapping[str, Mapping[str, float]], title: str) -> st
     """A small text table of a `summarize` result (the CLI prints it; nothing here prints)."""
     lines = [title]
     for key, row in summary.items():
-        lines.append(f"  {key:<10} {row['mean']:.3f} ± {row['sem']:.3f}  (n={row['n']})")
+        lines.append(f"  {key:<18} {row['mean']:.3f} ± {row['sem']:.3f}  (n={row['n']})")
     return "\n".join(lines)
 
 

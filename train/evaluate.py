@@ -1,0 +1,98 @@
+"""Evaluate a checkpoint: top-1/top-5, per-class accuracy and confusion for every head and the combined
+prediction; with ``--explain-metrics`` also the explanation and occlusion metrics against ground-truth parts.
+
+    python -m train.evaluate --checkpoint checkpoints/cra_smra_demo.safetensors --explain-metrics
+    python -m train.evaluate --checkpoint ... --data-root /data/CUB_200_2011 --dataset cub --split test
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+import fgvc_core
+from fgvc_core.errors import FGVCError
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--dataset", help="dataset name (default: the checkpoint's; synth_stream -> synth)")
+    parser.add_argument("--data-root", help="dataset folder (default: the checkpoint's)")
+    parser.add_argument("--split", default=None, help="split to evaluate (default: the checkpoint's test split)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--limit", type=int, default=None, help="only the first N images (explanation metrics)")
+    parser.add_argument("--explain-metrics", action="store_true", help="pointing game, part energy, crop recall, "
+                        "occlusion and deletion/insertion against the ground-truth parts")  # fmt: skip
+    parser.add_argument("--json", type=Path, help="also write the full report here")
+    parser.add_argument("--device", default="cpu")
+    return parser
+
+
+def _dataset_args(meta: dict, args: argparse.Namespace) -> tuple[str, str, str]:
+    data = meta.get("dataset", {})
+    name = args.dataset or data.get("name")
+    name = "synth" if name == "synth_stream" else name
+    root = args.data_root or data.get("root")
+    split = args.split or data.get("test_split", "test")
+    if not name or not root:
+        raise FGVCError("the checkpoint names no dataset; pass --dataset and --data-root")
+    return name, root, split
+
+
+def format_classification(report: dict) -> str:
+    lines = [f"classification ({report['num_samples']} images)", f"  {'head':<10} {'top-1':>7} {'top-5':>7}"]
+    for head, row in report.items():
+        if isinstance(row, dict):
+            lines.append(f"  {head:<10} {row['top1']:>7.2%} {row['top5']:>7.2%}")
+    per_class = [a for a in report["per_class_accuracy"] if a == a]
+    lines.append(f"  per-class accuracy: min {min(per_class):.2%}, mean {sum(per_class) / len(per_class):.2%}")
+    return "\n".join(lines)
+
+
+def format_explanations(report: dict) -> str:
+    from fgvc_core.explain.metrics import format_summary
+
+    lines = [f"explanations: {report['map']} on {report['images']} images (chance {report['chance']:.1%})"]
+    for key, summary in report.items():
+        if isinstance(summary, dict):
+            lines.append(format_summary(summary, f"{key}:"))
+    return "\n".join(lines)
+
+
+def main(args: argparse.Namespace) -> int:
+    from fgvc_core.engine.data import eval_loader
+    from fgvc_core.engine.trainer import evaluate_model
+
+    try:
+        model, meta = fgvc_core.load_checkpoint(args.checkpoint, device=args.device)
+        name, root, split = _dataset_args(meta, args)
+        transform = fgvc_core.build_transform(meta)
+        dataset = fgvc_core.build_dataset(name, root, split, transform)
+        if list(dataset.classes) != list(meta["classes"]):
+            raise FGVCError(f"the classes of {root} ({split}) differ from the checkpoint's")
+        device = torch.device(args.device)
+        report = {"classification": evaluate_model(model, eval_loader(dataset, args.batch_size, args.workers),
+                                                   device, "none")}  # fmt: skip
+        print(format_classification(report["classification"]))
+        if args.explain_metrics:
+            from fgvc_core.explain.evaluation import evaluate_explanations
+
+            raw = fgvc_core.build_dataset(name, root, split)
+            report["explanations"] = evaluate_explanations(model, raw, meta["preprocess"], limit=args.limit)
+            print(format_explanations(report["explanations"]))
+    except FGVCError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(get_args_parser().parse_args()))
