@@ -33,6 +33,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "train": {
         "epochs": 10,
         "batch_size": 32,
+        "optimizer": "sgd",  # sgd (both papers) | adamw (for ViTs trained from scratch, e.g. the demo)
         "lr": 0.01,  # a float, or {group name: lr} for the model's parameter groups
         "momentum": 0.9,
         "weight_decay": 0.0,
@@ -103,6 +104,8 @@ def merge_defaults(config: dict[str, Any]) -> dict[str, Any]:
     for key in ("epochs", "batch_size"):
         if not isinstance(train[key], int) or train[key] < 1:
             raise ConfigError(f"train.{key} must be a positive integer, got {train[key]!r}")
+    if train["optimizer"] not in ("sgd", "adamw"):
+        raise ConfigError(f"train.optimizer must be sgd or adamw, got {train['optimizer']!r}")
     if train["amp"] not in ("auto", "bf16", "fp16", "none"):
         raise ConfigError(f"train.amp must be auto, bf16, fp16 or none, got {train['amp']!r}")
     lr = train["lr"]
