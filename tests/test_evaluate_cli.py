@@ -9,27 +9,9 @@ import pytest
 import torch
 
 import fgvc_core
-from fgvc_core.data.transforms import preprocess_config
 from fgvc_core.explain import metrics
 from fgvc_core.explain.evaluation import evaluate_explanations, ground_truth_boxes
-from tests.engine_fixtures import TINY_MODELS, write_tiny_benchmark
 from train import evaluate
-
-
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory):
-    root = tmp_path_factory.mktemp("eval")
-    bench = write_tiny_benchmark(root / "bench", num_classes=4, per_class=6)
-    test = fgvc_core.build_dataset("synth", bench, "test")
-    options = {k: v for k, v in TINY_MODELS["rams_trans"].items() if k != "name"}
-    torch.manual_seed(0)
-    model = fgvc_core.build_model("rams_trans", 4, **options)
-    meta = {
-        "classes": test.classes,
-        "preprocess": preprocess_config("demo", 32),
-        "dataset": {"name": "synth_stream", "root": str(bench), "train_split": "train", "test_split": "test"},
-    }
-    return fgvc_core.save_checkpoint(model, root / "tiny.safetensors", meta), bench
 
 
 def test_cli_prints_and_writes_a_consistent_report(tiny_checkpoint, tmp_path, capsys):
