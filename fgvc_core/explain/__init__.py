@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-_SUBMODULES = ("rollout", "cam", "overlay", "metrics", "perturbation", "vit_cam", "occlusion")
+_SUBMODULES = ("rollout", "cam", "overlay", "metrics", "perturbation", "vit_cam", "occlusion", "figures", "plots")
 
 
 def __getattr__(name: str) -> Any:

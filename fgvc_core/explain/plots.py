@@ -1,0 +1,246 @@
+"""Interactive figures (plotly) for the app and the HTML export.
+
+Every builder returns a new ``plotly.graph_objects.Figure`` that carries the exact numbers it was given (bar
+heights, heat-map values), so hover text and exported HTML can be trusted and tests can compare them directly.
+Batched tensors take ``index`` to pick the image; ``(K,)``/``(C,)``/``(h, w)`` values are used as they are.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from fgvc_core.errors import ConfigError
+from fgvc_core.explain.figure_utils import BAR_COLOR, batch_row, check_names, class_name, format_prob
+
+SUPPRESSED_COLOR = "#d62728"
+COMBINED_COLOR = "#444444"
+METRIC_COLUMNS = ("time", "epoch", "step", "split", "name", "value")
+# Names the training curves skip unless asked for: they are not losses or accuracies.
+_NOT_CURVES = ("lr", "img_per_s")
+
+
+def _row(value: Any, index: int) -> np.ndarray:
+    return batch_row(value, index, 1)
+
+
+def topk_bar(
+    head_probs: Mapping[str, Any],
+    class_names: Sequence[str] | None,
+    k: int = 5,
+    index: int = 0,
+    combined: Any = None,
+) -> go.Figure:
+    """Grouped bars: the probability every head gives to the ``k`` leading classes, plus the combined prediction.
+
+    The classes are the top-``k`` of ``combined`` when given, else of the mean of the heads (both models'
+    combined rule), best first; so one can see which scale/stage agrees with the final answer.
+
+    Args:
+        head_probs: ``{head name: (B, K) or (K,) probabilities}`` (e.g. ``trace.head_probs`` or per scale).
+        class_names: names of the K classes (default ``class i``).
+        k: classes shown.
+        index: which image of a batch.
+        combined: the combined ``(B, K)``/``(K,)`` probabilities, drawn as the last group member ``combined``.
+    """
+    if not head_probs:
+        raise ConfigError("topk_bar needs at least one head")
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ConfigError(f"k must be a positive integer, got {k!r}")
+    rows = {name: _row(p, index) for name, p in head_probs.items()}
+    if combined is not None:
+        rows["combined"] = _row(combined, index)
+    sizes = {r.size for r in rows.values()}
+    if len(sizes) != 1:
+        raise ConfigError(f"all heads must have the same number of classes, got sizes {sorted(sizes)}")
+    check_names(class_names, sizes.pop())
+    rank = rows["combined"] if combined is not None else np.mean([rows[n] for n in head_probs], axis=0)
+    classes = [int(c) for c in np.argsort(-rank, kind="stable")[:k]]
+    labels = [class_name(class_names, c) for c in classes]
+    fig = go.Figure()
+    for name, probs in rows.items():
+        values = [float(probs[c]) for c in classes]
+        fig.add_trace(
+            go.Bar(
+                name=name,
+                x=labels,
+                y=values,
+                text=[format_prob(v) for v in values],
+                hovertemplate="%{x}: %{y:.4f}<extra>" + name + "</extra>",
+                marker_color=COMBINED_COLOR if name == "combined" and combined is not None else None,
+            )
+        )
+    top = rank[classes[0]]
+    fig.update_layout(
+        barmode="group",
+        title=f"top-{len(classes)} classes: {labels[0]} {format_prob(top)}",
+        yaxis={"title": "probability", "range": [0, 1]},
+        legend_title_text="head",
+    )
+    return fig
+
+
+def channel_bars(
+    importance: Any,
+    importance_softmax: Any = None,
+    suppression: Any = None,
+    suppressed: Any = None,
+    sort: bool = False,
+    index: int = 0,
+    top_k: int | None = None,
+    delta: float | None = None,
+) -> go.Figure:
+    """CRAM's ``I``, ``I*`` and ``S`` per channel as stacked bar panels; suppressed channels in red.
+
+    Args:
+        importance: ``I`` (B, C) or (C,).
+        importance_softmax: ``I*``; its panel is left out when None.
+        suppression: ``S``; its panel is left out when None.
+        suppressed: bool mask of the channels CRAM suppresses (default: none marked).
+        sort: order channels by decreasing ``I`` instead of by index.
+        index: which image of a batch.
+        top_k: only the ``top_k`` channels of highest ``I``.
+        delta: when given, the ``I*`` panel gets the dashed line ``δ·max I*``.
+    """
+    from fgvc_core.explain.figure_cra import channel_order
+
+    imp = _row(importance, index)
+    order = channel_order(imp, top_k, sort)
+    marks = _row(suppressed, index) > 0.5 if suppressed is not None else np.zeros(imp.size, bool)
+    panels = [("I", imp)]
+    panels += [("I*", _row(importance_softmax, index))] if importance_softmax is not None else []
+    panels += [("S", _row(suppression, index))] if suppression is not None else []
+    for name, values in panels:
+        if values.size != imp.size:
+            raise ConfigError(f"{name} has {values.size} channels, I has {imp.size}")
+    fig = make_subplots(rows=len(panels), cols=1, shared_xaxes=True, subplot_titles=[n for n, _ in panels])
+    labels = [f"c{c}" for c in order]  # categorical axis: keeps the (sorted) order
+    colors = [SUPPRESSED_COLOR if marks[c] else BAR_COLOR for c in order]
+    for row, (name, values) in enumerate(panels, start=1):
+        fig.add_trace(
+            go.Bar(x=labels, y=[float(v) for v in values[order]], name=name, marker_color=colors, showlegend=False),
+            row=row,
+            col=1,
+        )
+        if name == "I*" and delta is not None:
+            fig.add_hline(y=delta * float(values.max()), line_dash="dash", row=row, col=1)
+    fig.update_xaxes(type="category")
+    fig.update_layout(
+        title=f"{int(marks.sum())}/{imp.size} channels suppressed (red)", height=220 * len(panels) + 80, bargap=0.1
+    )
+    return fig
+
+
+def heatmap(
+    map2d: Any,
+    title: str,
+    colorscale: str = "Viridis",
+    zmin: float | None = None,
+    zmax: float | None = None,
+    index: int = 0,
+) -> go.Figure:
+    """A 2-d map ``(h, w)`` (or item ``index`` of a batch) as a heat map in image orientation, square cells."""
+    z = batch_row(map2d, index, 2)
+    fig = go.Figure(go.Heatmap(z=z.tolist(), colorscale=colorscale, zmin=zmin, zmax=zmax))
+    fig.update_yaxes(autorange="reversed", scaleanchor="x", constrain="domain")
+    fig.update_xaxes(constrain="domain")
+    fig.update_layout(title=title)
+    return fig
+
+
+def sweep_plot(
+    values: Sequence[float], metrics: Mapping[str, Sequence[float]], x_label: str, title: str | None = None
+) -> go.Figure:
+    """Metrics against a swept option (δ, γ, the threshold α), one line per metric, like the paper's Tables 4-5.
+
+    The best point of each metric (its maximum) is marked with a star; NaN values leave gaps.
+    """
+    xs = [float(v) for v in values]
+    if not xs or not metrics:
+        raise ConfigError("sweep_plot needs swept values and at least one metric")
+    fig = go.Figure()
+    for name, ys in metrics.items():
+        ys = [float(v) for v in ys]
+        if len(ys) != len(xs):
+            raise ConfigError(f"metric {name!r} has {len(ys)} values for {len(xs)} swept values")
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines+markers", name=name))
+        finite = [i for i, y in enumerate(ys) if math.isfinite(y)]
+        if finite:
+            best = max(finite, key=lambda i: ys[i])
+            fig.add_trace(
+                go.Scatter(
+                    x=[xs[best]],
+                    y=[ys[best]],
+                    mode="markers",
+                    marker={"symbol": "star", "size": 14},
+                    name=f"best {name}",
+                    showlegend=False,
+                )
+            )
+    fig.update_layout(title=title or f"metrics vs {x_label}", xaxis_title=x_label, yaxis_title="value")
+    return fig
+
+
+def read_metrics_csv(path: str | Path) -> dict[tuple[str, str], list[tuple[int, float]]]:
+    """The engine's long-format ``metrics.csv`` -> ``{(split, name): [(step, value), ...]}`` sorted by step.
+
+    A resumed run appends to the same file and may log a step again; the row written last wins, which is the run
+    that continued. Rows whose step or value is not a number are skipped.
+
+    Raises:
+        ConfigError: the file is missing or has not the engine's columns.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"metrics file not found: {path}")
+    series: dict[tuple[str, str], dict[int, float]] = {}
+    with open(path, newline="") as handle:
+        reader = csv.DictReader(handle)
+        if reader.fieldnames is None or not set(METRIC_COLUMNS) <= set(reader.fieldnames):
+            raise ConfigError(f"{path.name} has not the columns {', '.join(METRIC_COLUMNS)}")
+        for row in reader:
+            try:
+                step, value = int(float(row["step"])), float(row["value"])
+            except (TypeError, ValueError):
+                continue
+            series.setdefault((row["split"], row["name"]), {})[step] = value
+    return {key: sorted(points.items()) for key, points in series.items()}
+
+
+def metric_group(name: str) -> str:
+    """``"accuracy"`` for accuracy-like names (``acc``, ``*_top1``, ``*_top5``), ``"loss"`` for the rest."""
+    return "accuracy" if "acc" in name or "top1" in name or "top5" in name else "loss"
+
+
+def training_curves(metrics_csv_path: str | Path, names: Sequence[str] | None = None) -> go.Figure:
+    """Losses (top panel) and accuracies (bottom panel) against the optimiser step, one line per split and name.
+
+    Args:
+        metrics_csv_path: a run's ``metrics.csv`` (columns ``time, epoch, step, split, name, value``).
+        names: metric names to draw; default every name except ``lr`` and ``img_per_s``.
+
+    Raises:
+        ConfigError: unreadable file, or nothing to draw.
+    """
+    series = read_metrics_csv(metrics_csv_path)
+    wanted = {k: v for k, v in series.items() if (k[1] in names if names is not None else k[1] not in _NOT_CURVES)}
+    if not wanted:
+        raise ConfigError(f"{Path(metrics_csv_path).name} holds no metrics to plot yet")
+    groups = [g for g in ("loss", "accuracy") if any(metric_group(n) == g for _, n in wanted)]
+    fig = make_subplots(rows=len(groups), cols=1, shared_xaxes=True, subplot_titles=groups)
+    for (split, name), points in sorted(wanted.items()):
+        row = groups.index(metric_group(name)) + 1
+        steps, values = zip(*points)
+        fig.add_trace(
+            go.Scatter(x=list(steps), y=list(values), mode="lines+markers", name=f"{split}/{name}"), row=row, col=1
+        )
+    fig.update_xaxes(title_text="step", row=len(groups), col=1)
+    fig.update_layout(title="training curves", height=300 * len(groups) + 80)
+    return fig
