@@ -55,6 +55,7 @@ def build_rams_trans(
     start_layer: int = 0,
     drop_rate: float = 0.1,
     vit_kwargs: Mapping[str, Any] | None = None,
+    patch_embed: str = "linear",
     pretrained: str | Path | None = None,
     **unknown: Any,
 ) -> RamsTrans:
@@ -76,6 +77,8 @@ def build_rams_trans(
         start_layer: first block in the rollout chain (0 = all).
         drop_rate: the official code's dropout (0.1), mapped to timm's ``pos_drop_rate`` and ``proj_drop_rate``.
         vit_kwargs: extra ``timm.create_model`` arguments (``depth``, ``embed_dim``, ``num_heads``, ...).
+        patch_embed: ``"linear"`` (timm's, the paper's) or ``"conv_stem"`` (a few stride-2 convs: lets a small ViT
+            trained from scratch learn local part patterns; used by the demo model, see ``conv_stem.py``).
         pretrained: a local ``.safetensors``/``.pth`` timm state dict or a Google ``.npz``; never downloaded.
 
     Raises:
@@ -105,7 +108,7 @@ def build_rams_trans(
     depth = int(vit_kwargs.get("depth", 1_000_000))  # the real depth is checked again once the ViT exists
     dppm.make_options(threshold, head_fusion, rollout_query, discard_ratio, start_layer, num_scales, depth)
 
-    vit = vitlib.create_vit(backbone, num_classes, size_hw, patch_hw, float(drop_rate), vit_kwargs)
+    vit = vitlib.create_vit(backbone, num_classes, size_hw, patch_hw, float(drop_rate), vit_kwargs, patch_embed)
     options = dppm.make_options(
         threshold, head_fusion, rollout_query, discard_ratio, start_layer, num_scales, len(vit.blocks)
     )
@@ -126,6 +129,7 @@ def build_rams_trans(
         "start_layer": start_layer,
         "drop_rate": float(drop_rate),
         "vit_kwargs": vit_kwargs,
+        "patch_embed": patch_embed,
     }
     model = RamsTrans(config, vit, options)
     if pretrained is not None:

@@ -42,7 +42,7 @@ AttentionMode = Literal[None, "heads", "mean", "max", "min", "graph"]
 RESERVED_KWARGS = frozenset(
     {
         "num_classes", "img_size", "patch_size", "pretrained", "class_token", "global_pool", "reg_tokens",
-        "dynamic_img_size", "dynamic_img_pad", "proj_drop_rate", "pos_drop_rate", "patch_drop_rate",
+        "dynamic_img_size", "dynamic_img_pad", "proj_drop_rate", "pos_drop_rate", "patch_drop_rate", "embed_layer",
     }
 )  # fmt: skip
 
@@ -54,6 +54,7 @@ def create_vit(
     patch_size: tuple[int, int] | None,
     drop_rate: float,
     vit_kwargs: dict,
+    patch_embed: str = "linear",
 ) -> VisionTransformer:
     """A randomly initialised timm ViT sized for ``img_size`` (timm sizes the position embedding to the grid).
 
@@ -67,6 +68,12 @@ def create_vit(
     if bad:
         raise ConfigError(f"vit_kwargs may not set {', '.join(bad)}: use the model's own options")
     kwargs = dict(vit_kwargs, img_size=img_size, proj_drop_rate=drop_rate, pos_drop_rate=drop_rate)
+    from fgvc_core.models.rams_trans.conv_stem import PATCH_EMBEDS
+
+    if patch_embed not in PATCH_EMBEDS:
+        raise ConfigError(f"patch_embed must be one of {sorted(PATCH_EMBEDS)}, got {patch_embed!r}")
+    if PATCH_EMBEDS[patch_embed] is not None:
+        kwargs["embed_layer"] = PATCH_EMBEDS[patch_embed]
     if patch_size is not None:
         kwargs["patch_size"] = patch_size
     try:
