@@ -209,6 +209,12 @@ def load_weights_into(model: nn.Module, weights: dict[str, torch.Tensor], source
             tensor.copy_(weights[key].to(tensor.dtype))
 
 
+def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
+    """The checkpoint's tensors, checked against the SHA-256 its sidecar recorded."""
+    path = Path(path)
+    return _read_tensors(path, read_meta(path).get("weights", {}).get("sha256"))
+
+
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the model from the sidecar and load its weights; returns ``(model in eval mode, meta)``."""
     from fgvc_core.models.registry import build_model
@@ -227,8 +233,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
         raise
     except (ValueError, TypeError) as exc:
         raise CheckpointError(f"cannot rebuild the model of {path.name}: {exc}") from None
-    weights = _read_tensors(path, meta.get("weights", {}).get("sha256"))
-    load_weights_into(model, weights, path.name)
+    load_weights_into(model, read_weights(path), path.name)
     return model.to(device).eval(), meta
 
 

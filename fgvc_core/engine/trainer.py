@@ -187,8 +187,7 @@ def run_training(
 
 def _restore(path: Path, model, optimizer, scheduler, scaler, device) -> TrainState:
     """Load weights and the full training state of ``last.safetensors`` for an exact continuation."""
-    weights = ckpt._read_tensors(path, ckpt.read_meta(path)["weights"].get("sha256"))
-    ckpt.load_weights_into(model, weights, path.name)
+    ckpt.load_weights_into(model, ckpt.read_weights(path), path.name)
     saved = ckpt.load_training_state(path)
     if saved is None:
         raise ckpt.CheckpointError(f"{path.name} has no training state to resume from")
