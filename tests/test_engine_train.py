@@ -52,7 +52,7 @@ def test_training_run_writes_logs_and_loadable_checkpoints(tmp_path):
 def test_training_reduces_the_loss_on_a_fixed_stream(tmp_path):
     events = []
     config = tiny_config(tmp_path, epochs=30, lr=0.1, eval_every=100)
-    config["data"]["train_samples"] = 8  # one fixed batch, seen every epoch
+    config["data"]["name"] = "synth"  # the on-disk train split: 8 fixed images, one batch, seen every epoch
     run_training(config, callbacks=[events.append], show_progress=False)
     losses = [e.metrics["loss"] for e in events if e.kind == "step"]
     assert losses[-1] < 0.8 * losses[0]

@@ -129,7 +129,12 @@ def train_loader(
     rank: int = 0,
     world_size: int = 1,
 ) -> DataLoader:
-    """Loader for one epoch of training (a new one per epoch: the sampler carries the epoch and the skip)."""
+    """Loader for one epoch of training (a new one per epoch: the sampler carries the epoch and the skip).
+
+    A dataset with a ``window(epoch)`` method (the on-the-fly benchmark) shows fresh images every epoch.
+    """
+    if hasattr(dataset, "window"):
+        dataset = dataset.window(epoch)
     sampler = EpochSampler(len(dataset), batch_size, seed, epoch, skip_batches, rank, world_size)
     return DataLoader(
         SeededTransform(dataset, build_transform(preprocess, train=True)),

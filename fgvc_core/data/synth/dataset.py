@@ -131,6 +131,9 @@ class SynthStream(torch.utils.data.Dataset):
         jpeg_quality: when set, each image goes through a JPEG round trip at this quality, which makes item i
             pixel-identical to the decoded disk copy; default None (the raw render).
         options: generator options.
+        offset: item ``i`` is the stream's image ``offset + i``. The trainer shows epoch ``e`` the window
+            ``offset = e * num_samples`` (:meth:`window`), so no image is ever seen twice: a fixed set of a few
+            thousand images is memorised within a few epochs (see DESIGN's overfitting note).
     """
 
     def __init__(
@@ -142,10 +145,14 @@ class SynthStream(torch.utils.data.Dataset):
         transform: Callable[[Image.Image], Any] | None = None,
         jpeg_quality: int | None = None,
         options: SynthOptions = DEFAULT_OPTIONS,
+        offset: int = 0,
     ) -> None:
         check_seed(seed)
         if num_samples < 1:
             raise ConfigError(f"num_samples must be >= 1, got {num_samples}")
+        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+            raise ConfigError(f"offset must be an integer >= 0, got {offset!r}")
+        self.offset = offset
         self.table = class_table(num_classes)
         self.num_samples, self.num_classes, self.size, self.seed = int(num_samples), num_classes, int(size), seed
         self.transform, self.jpeg_quality, self.options = transform, jpeg_quality, options
@@ -159,12 +166,18 @@ class SynthStream(torch.utils.data.Dataset):
 
     @property
     def targets(self) -> list[int]:
-        return [i % self.num_classes for i in range(self.num_samples)]
+        return [(self.offset + i) % self.num_classes for i in range(self.num_samples)]
+
+    def window(self, epoch: int) -> SynthStream:
+        """A copy showing the ``epoch``-th window of ``num_samples`` fresh images (labels stay balanced)."""
+        copy = object.__new__(SynthStream)
+        copy.__dict__.update(self.__dict__, offset=epoch * self.num_samples)
+        return copy
 
     def _index(self, index: int) -> int:
         if not -self.num_samples <= index < self.num_samples:
             raise IndexError(f"index {index} out of range for {self.num_samples} samples")
-        return index % self.num_samples
+        return self.offset + index % self.num_samples
 
     def render(self, index: int) -> tuple[np.ndarray, SynthAnnotation]:
         """RGB uint8 image and annotation of item ``index`` (after the JPEG round trip when configured)."""
