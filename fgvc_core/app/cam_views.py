@@ -1,0 +1,66 @@
+"""The per-stage CAM row shared by the Grad-CAM page and the γ view of the Tune page (paper Figs. 4-6)."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from fgvc_core.app import render, traces
+from fgvc_core.app.images import ImageChoice
+from fgvc_core.app.models import LoadedModel
+from fgvc_core.app.session import Timed
+from fgvc_core.app.views import figure_download, image_with_download, slug
+from fgvc_core.explain.figure_utils import display_image
+from fgvc_core.explain.figures import stage_cam_figure
+from fgvc_core.explain.overlay import overlay_heatmap
+
+CAM_LABELS = {
+    "gradcam": "Grad-CAM",
+    "gradcam++": "Grad-CAM++",
+    "xgradcam": "XGrad-CAM",
+    "layercam": "LayerCAM",
+    "hirescam": "HiResCAM",
+    "gradcam_elementwise": "Grad-CAM element-wise",
+    "eigencam": "Eigen-CAM",
+    "eigengradcam": "EigenGrad-CAM",
+    "kpcacam": "KPCA-CAM",
+    "fem": "FEM",
+    "finercam": "FinerCAM (fine-grained: target vs its closest classes)",
+    "scorecam": "Score-CAM (slow: one forward per channel)",
+}
+
+
+def stage_cam_row(
+    loaded: LoadedModel,
+    image: ImageChoice,
+    target: int,
+    method: str,
+    delta: float | None,
+    opacity: float,
+    key: str,
+) -> Timed:
+    """The network input and the stage 3/4/5 CAM overlays side by side, with each map's peak and a PNG download.
+
+    Returns the timed CAM result (its ``value`` is ``{stage: (H, W) map}``).
+    """
+    result = traces.stage_cams(loaded, image, target, method, delta=delta)
+    cams = result.value
+    rgb = display_image(loaded.input_tensor(image.image)[0], loaded.preprocess)
+    columns = st.columns(len(cams) + 1)
+    with columns[0]:
+        st.image(rgb, caption=f"input ({rgb.shape[1]}×{rgb.shape[0]} px)", width="stretch")
+    for column, (stage, m) in zip(columns[1:], cams.items()):
+        with column:
+            image_with_download(
+                overlay_heatmap(rgb, m, alpha=opacity),
+                f"stage {stage} · {render.peak_text(m)}",
+                f"{method}_stage{stage}_{image.name}",
+                f"{key}_dl_stage{stage}",
+            )
+    title = f"{CAM_LABELS.get(method, method).split(' (')[0]} · class {loaded.classes[target]}"
+    figure_download(
+        "Stages side by side (PNG)",
+        lambda: stage_cam_figure(rgb, cams, titles={s: f"stage {s}" for s in cams}, alpha=opacity),
+        f"{method}_stages_{slug(image.name)}_{slug(title)}",
+        key=f"{key}_dl_row",
+    )
+    return result

@@ -1,0 +1,87 @@
+"""The image the pages explain: a benchmark sample from the gallery or a user upload, both through ``load_image``.
+
+An image is identified by a key (the SHA-1 of an upload's bytes, or the benchmark path and index), which the
+per-session caches use, so the same picture uploaded twice is traced once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import streamlit as st
+from PIL import Image
+
+import fgvc_core
+
+
+@dataclass(frozen=True)
+class ImageChoice:
+    """One image and what is known about it.
+
+    Attributes:
+        image: RGB PIL image as ``load_image`` returns it.
+        key: cache identity of the image.
+        name: what the page calls it (file name, or ``class · #index``).
+        label: the true class index for a benchmark sample, else None.
+        label_name: the true class name, else None.
+        part_boxes: the deciding part boxes ``(D, 4)`` xywh in image pixels, for benchmark samples.
+    """
+
+    image: Image.Image = field(repr=False)
+    key: str
+    name: str
+    label: int | None = None
+    label_name: str | None = None
+    part_boxes: np.ndarray | None = field(default=None, repr=False)
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def gallery(root: str) -> Any:
+    """The benchmark's test split (read-only, shared by all sessions)."""
+    return fgvc_core.build_dataset("synth", root, "test")
+
+
+def gallery_order(dataset: Any, per_class: int = 5) -> list[int]:
+    """Gallery indices: the first ``per_class`` test images of every class, interleaved class by class."""
+    by_class: dict[int, list[int]] = {}
+    for index, (_, label) in enumerate(dataset.samples):
+        if len(by_class.setdefault(label, [])) < per_class:
+            by_class[label].append(index)
+    order = []
+    for rank in range(per_class):
+        order += [items[rank] for _, items in sorted(by_class.items()) if rank < len(items)]
+    return order
+
+
+def benchmark_image(root: Path, index: int) -> ImageChoice:
+    """Sample ``index`` of the benchmark's test split at ``root``.
+
+    Raises:
+        DatasetError: the folder is not a benchmark written by ``make_synth``.
+    """
+    dataset = gallery(str(root))
+    image, label = dataset[index]
+    try:
+        boxes = dataset.annotation(index).deciding_boxes.numpy()
+    except (AttributeError, ValueError):
+        boxes = None
+    name = dataset.classes[label]
+    return ImageChoice(image, f"bench:{root}:{index}", f"{name} · #{index}", label, name, boxes)
+
+
+def uploaded_image(data: bytes, file_name: str) -> ImageChoice:
+    """An upload, decoded by ``load_image``.
+
+    Raises:
+        ImageError: not an image, corrupt, too large or degenerate (one line, fit for the page).
+    """
+    named = io.BytesIO(data)
+    named.name = file_name  # load_image names the file in its messages
+    image = fgvc_core.load_image(named)
+    digest = hashlib.sha1(data).hexdigest()
+    return ImageChoice(image, f"upload:{digest}", file_name)

@@ -1,0 +1,207 @@
+"""The sidebar every page calls first: the two models, the image (gallery or upload) and the target class.
+
+Why a helper the pages call, and not widgets in ``app.py``: a ``st.file_uploader`` in the ``st.navigation`` entry
+script never receives its file in a real browser (DESIGN.md, "Known traps"). Widgets keep their values across
+pages with ``persist_state="session"``; the decoded upload is kept in ``st.session_state`` because an uploader
+that is drawn again on another page starts empty.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import streamlit as st
+
+from fgvc_core.app.checkpoints import CheckpointInfo, list_checkpoints, validate_checkpoint_path
+from fgvc_core.app.guard import one_line
+from fgvc_core.app.images import ImageChoice, benchmark_image, gallery, gallery_order, uploaded_image
+from fgvc_core.app.models import LoadedModel, load_model
+from fgvc_core.app.settings import IMAGE_TYPES, MODEL_KINDS, MODEL_TITLES, AppPaths, app_paths, display_path
+from fgvc_core.errors import CheckpointError, FGVCError
+
+TYPED = "__typed__"
+PREDICTED = "__predicted__"
+SOURCES = ("Benchmark sample", "Upload")
+UPLOAD, UPLOAD_ID, UPLOAD_ERROR = "_fgvc_upload", "_fgvc_upload_id", "_fgvc_upload_error"
+
+
+@dataclass
+class Selection:
+    """What the sidebar selected. Models load lazily: a page asks only for the ones it shows.
+
+    Attributes:
+        paths: the app's folders.
+        checkpoints: per model kind, the chosen checkpoint, or None.
+        problems: per model kind without a checkpoint, why (shown by the page that needs it).
+        image: the image to explain, or None when there is none yet.
+        target: the class name to explain, or None for each model's own prediction.
+    """
+
+    paths: AppPaths
+    checkpoints: dict[str, CheckpointInfo | None] = field(default_factory=dict)
+    problems: dict[str, str] = field(default_factory=dict)
+    image: ImageChoice | None = None
+    target: str | None = None
+
+    def has(self, kind: str) -> bool:
+        return self.checkpoints.get(kind) is not None
+
+    def model(self, kind: str) -> LoadedModel:
+        """The shared, loaded model of ``kind``.
+
+        Raises:
+            CheckpointError: none chosen, or the file cannot be loaded (the message says what to do).
+        """
+        info = self.checkpoints.get(kind)
+        if info is None:
+            raise CheckpointError(self.problems.get(kind) or f"choose a {MODEL_TITLES[kind]} checkpoint in the sidebar")
+        return load_model(info.path)
+
+    def require_image(self) -> ImageChoice:
+        """The chosen image; stops the page with a hint when there is none."""
+        if self.image is None:
+            st.info("Choose a benchmark sample or upload an image in the sidebar.")
+            st.stop()
+        return self.image
+
+    def target_class(self, loaded: LoadedModel, probs: Any) -> tuple[int, str]:
+        """The class to explain for ``loaded`` and a short description of why it is that one.
+
+        ``probs`` is the model's combined prediction ``(K,)`` or ``(1, K)`` for this image.
+        """
+        predicted = int(np.asarray(probs).reshape(-1).argmax())
+        names = loaded.classes
+        if self.target is None:
+            return predicted, f"predicted class {names[predicted]}"
+        if self.target in names:
+            return names.index(self.target), f"chosen class {self.target}"
+        return predicted, f"{self.target} is not a class of this model: explaining its prediction {names[predicted]}"
+
+
+def _model_slot(sidebar: Any, paths: AppPaths, kind: str, selection: Selection) -> None:
+    title = MODEL_TITLES[kind]
+    infos = list_checkpoints(paths, kind)
+    by_path = {str(info.path): info for info in infos}
+    options = [*by_path, TYPED]
+    choice = sidebar.selectbox(
+        title,
+        options,
+        key=f"model_{kind}",
+        format_func=lambda value: "Type a path…" if value == TYPED else by_path[value].label,
+        persist_state="session",
+    )
+    if choice != TYPED:
+        selection.checkpoints[kind] = by_path[choice]
+        return
+    text = sidebar.text_input(
+        f"{title} checkpoint path",
+        key=f"path_{kind}",
+        placeholder="checkpoints/my_model.safetensors",
+        persist_state="session",
+    )
+    selection.checkpoints[kind] = None
+    if not infos and not text:
+        selection.problems[kind] = (
+            f"No {title} checkpoint in {display_path(paths.checkpoints)}: train one on the Tune page "
+            "(or `make app` after the demo training), or type a path in the sidebar"
+        )
+        sidebar.caption(selection.problems[kind])
+        return
+    try:
+        selection.checkpoints[kind] = validate_checkpoint_path(text, paths.root, kind)
+    except CheckpointError as exc:
+        selection.problems[kind] = f"{title}: {one_line(exc)}"
+        if text.strip():
+            sidebar.error(one_line(exc))
+
+
+def _benchmark(sidebar: Any, paths: AppPaths) -> ImageChoice | None:
+    try:
+        dataset = gallery(str(paths.data))
+    except FGVCError as exc:
+        sidebar.warning(f"No benchmark: {one_line(exc)}. Run `python -m train.make_demo_data` or upload an image.")
+        return None
+    order = gallery_order(dataset)
+    index = sidebar.selectbox(
+        "Sample",
+        order,
+        key="gallery_index",
+        format_func=lambda i: f"{dataset.classes[dataset.samples[i][1]]} · #{i}",
+        persist_state="session",
+    )
+    return benchmark_image(paths.data, int(index))
+
+
+def _upload(sidebar: Any) -> ImageChoice | None:
+    state = st.session_state
+    uploaded = sidebar.file_uploader("Upload an image", type=list(IMAGE_TYPES), key="uploader")
+    if uploaded is not None and uploaded.file_id != state.get(UPLOAD_ID):
+        state[UPLOAD_ID] = uploaded.file_id
+        try:
+            state[UPLOAD] = uploaded_image(uploaded.getvalue(), uploaded.name)
+            state.pop(UPLOAD_ERROR, None)
+        except FGVCError as exc:
+            state[UPLOAD_ERROR] = one_line(exc)
+    if state.get(UPLOAD_ERROR):
+        sidebar.error(state[UPLOAD_ERROR])
+    current = state.get(UPLOAD)
+    if current is not None and state.get(UPLOAD_ERROR):
+        sidebar.caption(f"Still showing the last good upload, {current.name}.")
+    elif current is not None and uploaded is None:
+        sidebar.caption(f"Showing {current.name}, uploaded earlier; drop a file to replace it.")
+    elif current is None:
+        sidebar.caption("PNG, JPEG, WebP, BMP, GIF or TIFF.")
+    return current
+
+
+def _target(sidebar: Any, selection: Selection) -> str | None:
+    classes: list[str] = []
+    for info in selection.checkpoints.values():
+        if info is not None and info.classes:
+            classes = info.classes
+            break
+    options = [PREDICTED, *classes]
+    choice = sidebar.selectbox(
+        "Target class",
+        options,
+        key="target_class",
+        format_func=lambda c: "The prediction" if c == PREDICTED else c,
+        help="The class the maps explain: each model's own prediction, or any class.",
+        persist_state="session",
+    )
+    return None if choice in (PREDICTED, None) else str(choice)
+
+
+def render_sidebar() -> Selection:
+    """Draw the shared sidebar and return what it selected. Every page calls this first."""
+    paths = app_paths()
+    selection = Selection(paths)
+    sidebar = st.sidebar
+    sidebar.subheader("Models")
+    for kind in MODEL_KINDS:
+        try:
+            _model_slot(sidebar, paths, kind, selection)
+        except FGVCError as exc:  # e.g. an unreadable checkpoints folder
+            selection.checkpoints[kind] = None
+            selection.problems[kind] = one_line(exc)
+            sidebar.error(one_line(exc))
+    sidebar.subheader("Image")
+    source = sidebar.radio("Source", SOURCES, key="image_source", horizontal=True, persist_state="session")
+    selection.image = _upload(sidebar) if source == "Upload" else _benchmark(sidebar, paths)
+    if selection.image is not None:
+        caption = selection.image.name
+        if selection.image.label_name:
+            caption += " (true class)"
+        sidebar.image(selection.image.image, caption=caption, width=160)
+    selection.target = _target(sidebar, selection)
+    return selection
+
+
+def checkpoint_note(info: CheckpointInfo | None) -> str:
+    """A one-line description of a checkpoint for captions."""
+    if info is None:
+        return "no checkpoint"
+    return f"{MODEL_TITLES.get(info.kind, info.kind)} · {Path(info.path).name}"

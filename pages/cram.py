@@ -1,0 +1,163 @@
+"""CRAM channel masks (CRA-SMRA): per stage I, I* and S, the strongest and weakest channels, enhanced vs suppressed.
+
+δ and ω change the test-time prediction (the suppressed map feeds the next stage), so the sliders rerun the
+network from the cached stage-3 output: stages 4-5 and the heads only. The caption prints the measured times.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from fgvc_core.app import traces
+from fgvc_core.app.guard import guarded
+from fgvc_core.app.images import ImageChoice
+from fgvc_core.app.models import LoadedModel
+from fgvc_core.app.session import cached
+from fgvc_core.app.sidebar import render_sidebar
+from fgvc_core.app.views import download_png, figure_download, headline, plotly, slug, timing_caption
+from fgvc_core.explain.figure_cra import CHANNEL_SOURCES
+from fgvc_core.explain.figure_utils import batch_row
+from fgvc_core.explain.figures import channel_maps_figure, cram_channels_figure
+from fgvc_core.explain.overlay import figure_to_png_bytes
+from fgvc_core.explain.plots import channel_bars, heatmap, topk_bar
+
+STAGES = (3, 4, 5)
+SOURCE_LABELS = {
+    "reweighted": "I_c · X_c (ranked by I)",
+    "stage": "X_c (ranked by I)",
+    "enhanced": "X_e after the Conv_layer (ranked by max)",
+}
+
+
+def stage_table(trace) -> list[dict]:
+    """Per stage: channels, suppressed channels, the δ·max I* line and the mean of S."""
+    rows = []
+    for st_ in trace.stages:
+        i_star = batch_row(st_.importance_softmax, 0, 1)
+        suppressed = batch_row(st_.suppressed_channels, 0, 1) > 0.5
+        rows.append(
+            {
+                "stage": st_.stage,
+                "channels": int(suppressed.size),
+                "suppressed": int(suppressed.sum()),
+                "δ·max I*": f"{trace.delta * float(i_star.max()):.5f}",
+                "mean S": f"{float(batch_row(st_.suppression, 0, 1).mean()):.4f}",
+            }
+        )
+    return rows
+
+
+def feature_means(trace, stage: int, image: ImageChoice) -> None:
+    """X, I⊗X (enhanced) and S⊗X (suppressed, the next stage's input): channel means on one colour scale."""
+    st_ = trace.stage(stage)
+    maps = {
+        "stage output X": batch_row(st_.stage_mean, 0, 2),
+        "enhanced I ⊗ X": batch_row(st_.reweighted_mean, 0, 2),
+        "suppressed S ⊗ X (next stage's input)": batch_row(st_.suppressed_mean, 0, 2),
+    }
+    low = min(float(m.min()) for m in maps.values())
+    high = max(float(m.max()) for m in maps.values())
+    columns = st.columns(3)
+    for column, (title, m) in zip(columns, maps.items()):
+        with column:
+            plotly(
+                heatmap(m, f"{title}<br>mean {float(m.mean()):.4f}", zmin=low, zmax=high),
+                f"cram_stage{stage}_{slug(title)}_{image.name}",
+                key=f"means_{stage}_{slug(title)}",
+            )
+
+
+@st.fragment
+@guarded
+def cram_panel(loaded: LoadedModel, image: ImageChoice) -> None:
+    """δ/ω sliders and everything they change; only this fragment reruns when they move."""
+    config = loaded.model.config
+    if not loaded.model.uses_cram:
+        st.warning(f"This checkpoint's variant is {config['variant']!r}: it has no CRAM, so δ and ω do nothing.")
+    left, right = st.columns(2)
+    delta = left.slider(
+        "δ: suppress channels with I* ≥ δ · max I*", 0.05, 1.0, float(config["delta"]), 0.01, key="cram_delta"
+    )
+    omega = right.slider("ω: factor of a suppressed channel", 0.0, 1.0, float(config["omega"]), 0.05, key="cram_omega")
+    base = traces.cra_base(loaded, image)
+    result = traces.cra_trace(loaded, image, delta, omega)
+    trace = result.value
+    timing_caption(
+        [
+            f"δ/ω update: {result.caption()} (stages 4-5 and heads from the cached stage-3 output)",
+            f"full trace of this image: {base.ms:.1f} ms",
+        ]
+    )
+    if trace.delta is None:
+        return
+    top, table = st.columns([3, 2])
+    with top:
+        plotly(
+            topk_bar(trace.head_probs, loaded.classes, k=5, combined=trace.probs),
+            f"cram_prediction_{image.name}_delta{delta:g}",
+            key="cram_top5",
+        )
+    with table:
+        headline("Combined prediction", trace.probs, loaded.classes)
+        st.dataframe(stage_table(trace), hide_index=True, width="stretch")
+    stage = st.radio("Stage", STAGES, format_func=lambda s: f"stage {s}", horizontal=True, key="cram_stage")
+    st_ = trace.stage(stage)
+    c1, c2 = st.columns([1, 3])
+    sort = c1.toggle("Sort by I", value=True, key="cram_sort")
+    top_k = c2.slider(
+        "Channels shown (highest I)",
+        8,
+        int(st_.importance.shape[-1]),
+        min(64, st_.importance.shape[-1]),
+        key=f"cram_topk_{stage}",
+    )
+    plotly(
+        channel_bars(
+            st_.importance,
+            st_.importance_softmax,
+            st_.suppression,
+            st_.suppressed_channels,
+            sort=sort,
+            top_k=top_k,
+            delta=trace.delta,
+        ),
+        f"cram_stage{stage}_channels_{image.name}",
+        key=f"bars_{stage}",
+    )
+    name = slug(image.name)
+    figure_download(
+        "I, I*, S bars (PNG)",
+        lambda: cram_channels_figure(trace, stage, top_k=top_k, sort=sort),
+        f"cram_stage{stage}_bars_{name}_delta{delta:g}",
+        key="dl_bars",
+    )
+
+    st.markdown("**Strongest and weakest channels** (one colour scale; channels marked *supp.* are suppressed)")
+    c1, c2 = st.columns(2)
+    k = c1.slider("Channels per row", 2, 8, 4, key="cram_k")
+    source = c2.radio("Maps of", CHANNEL_SOURCES, format_func=SOURCE_LABELS.get, horizontal=True, key="cram_source")
+    png = cached(
+        ("channel_maps", loaded.key, image.key, delta, omega, stage, k, source),
+        lambda: figure_to_png_bytes(channel_maps_figure(trace, stage, k=k, source=source), dpi=100),
+    ).value
+    st.image(png, width="stretch")
+    download_png("Channel maps (PNG)", lambda: png, f"cram_stage{stage}_channel_maps_{name}", "dl_maps")
+    st.markdown("**Enhanced vs suppressed features** (channel means)")
+    feature_means(trace, stage, image)
+
+
+@guarded
+def main() -> None:
+    selection = render_sidebar()
+    st.title("CRAM channel masks · CRA-SMRA")
+    st.caption(
+        "After stages 3, 4 and 5, CRAM scores every channel (I), softmaxes the scores (I*) and multiplies the "
+        "channels with I* ≥ δ · max I* by ω (S). The enhanced map I ⊗ X feeds the stage's classifier; the "
+        "suppressed map S ⊗ X feeds the next stage, so later stages must find other evidence."
+    )
+    loaded = selection.model("cra_smra")
+    image = selection.require_image()
+    cram_panel(loaded, image)
+
+
+main()

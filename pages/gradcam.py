@@ -1,0 +1,113 @@
+"""Per-stage Grad-CAM (CRA-SMRA stages 3, 4, 5 side by side), RAMS-Trans Grad-CAM on its last block, SMRAM maps."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from fgvc_core.app import render, traces
+from fgvc_core.app.cam_views import CAM_LABELS, stage_cam_row
+from fgvc_core.app.guard import guarded, page_guard
+from fgvc_core.app.images import ImageChoice
+from fgvc_core.app.models import LoadedModel
+from fgvc_core.app.sidebar import Selection, render_sidebar
+from fgvc_core.app.views import figure_download, image_with_download, plotly, slug, timing_caption
+from fgvc_core.explain.cam import CAM_METHODS
+from fgvc_core.explain.figure_utils import batch_row
+from fgvc_core.explain.figures import rollout_figure, smram_figure
+from fgvc_core.explain.overlay import overlay_heatmap
+from fgvc_core.explain.plots import heatmap
+from fgvc_core.explain.vit_cam import CAM_METHODS as VIT_CAM_METHODS
+
+
+def smram_maps(trace, image: ImageChoice) -> None:
+    """SMRAM's spatial softmax per stage, their cross-stage max (CCMP) and L_div, for the same image and δ."""
+    if trace.smram_maps is None:
+        st.info(f"Variant {trace.variant!r} has no SMRAM.")
+        return
+    maps = batch_row(trace.smram_maps, 0, 3)
+    ccmp = maps.max(axis=0)
+    h = float(ccmp.sum())
+    l_div = float(batch_row(trace.l_div_per_image, 0, 1)[0]) if trace.l_div_per_image is not None else 1 - h / 3
+    m1, m2 = st.columns(2)
+    m1.metric("h = Σ CCMP (1: same place … 3: disjoint)", f"{h:.4f}")
+    m2.metric("L_div = 1 − h/3", f"{l_div:.4f}")
+    columns = st.columns(len(maps) + 1)
+    stages = [s.stage for s in trace.stages]
+    for column, stage, m in zip(columns, stages, maps):
+        with column:
+            plotly(
+                heatmap(m, f"stage {stage} map (max {float(m.max()):.3f})"),
+                f"smram_stage{stage}_{image.name}",
+                key=f"smram_{stage}",
+            )
+    with columns[-1]:
+        plotly(heatmap(ccmp, "CCMP: max over stages"), f"smram_ccmp_{image.name}", key="smram_ccmp")
+    figure_download("SMRAM maps (PNG)", lambda: smram_figure(trace), f"smram_{slug(image.name)}", key="dl_smram")
+
+
+def vit_cam_panel(selection: Selection, image: ImageChoice, method: str, opacity: float) -> None:
+    """pytorch-grad-cam on RAMS-Trans's last block (scale 1), same target rule as the stages."""
+    loaded = selection.model("rams_trans")
+    base = traces.rams_base(loaded, image).value
+    target, why = selection.target_class(loaded, base.scales[0].probs)
+    used = method if method in VIT_CAM_METHODS else "gradcam"
+    if used != method:
+        st.caption(f"{CAM_LABELS[method].split(' (')[0]} is not offered for the ViT; showing Grad-CAM.")
+    result = traces.vit_cam(loaded, image, target, used)
+    rgb = render.scale_input(base, 0, loaded.preprocess)
+    cam = result.value.numpy()
+    left, right = st.columns([1, 2])
+    with left:
+        image_with_download(
+            overlay_heatmap(rgb, cam, alpha=opacity),
+            f"RAMS-Trans last block · {render.peak_text(cam)}",
+            f"vit_{used}_{image.name}",
+            "dl_vit_cam",
+        )
+    with right:
+        st.markdown(f"**RAMS-Trans {CAM_LABELS[used].split(' (')[0]}**, scale 1, last block's norm1 tokens · {why}")
+        timing_caption([result.caption("ViT CAM computed")])
+        figure_download(
+            "ViT CAM figure (PNG)",
+            lambda: rollout_figure(rgb, cam, f"RAMS-Trans {used}, last block ({why})", alpha=opacity),
+            f"vit_{used}_figure_{slug(image.name)}",
+            key="dl_vit_fig",
+        )
+
+
+@st.fragment
+@guarded
+def cam_panel(selection: Selection, loaded: LoadedModel, image: ImageChoice) -> None:
+    """Method, opacity and δ; only this fragment reruns when they move."""
+    methods = list(CAM_METHODS)
+    c1, c2, c3 = st.columns(3)
+    method = c1.selectbox("CAM method (pytorch-grad-cam)", methods, format_func=CAM_LABELS.get, key="cam_method")
+    opacity = c2.slider("Overlay opacity", 0.0, 1.0, 0.5, 0.05, key="cam_opacity")
+    delta = c3.slider("δ", 0.05, 1.0, float(loaded.model.config["delta"]), 0.01, key="cam_delta")
+    trace = traces.cra_trace(loaded, image, delta, None).value
+    target, why = selection.target_class(loaded, trace.probs)
+    st.markdown(f"**CRA-SMRA stages 3, 4, 5** · {why} · δ = {delta:g}")
+    result = stage_cam_row(loaded, image, target, method, delta, opacity, key="cam")
+    timing_caption([f"stage CAMs {result.caption()} (one forward and one backward for all three stages)"])
+    st.subheader("RAMS-Trans, same image")
+    with page_guard():
+        vit_cam_panel(selection, image, method, opacity)
+    st.subheader("SMRAM maps (stages 3, 4, 5)")
+    smram_maps(trace, image)
+
+
+@guarded
+def main() -> None:
+    selection = render_sidebar()
+    st.title("Per-stage Grad-CAM")
+    st.caption(
+        "Where each CRA-SMRA stage looks for the target class (the paper's Figs. 4-6): CRAM suppresses the channels "
+        "an earlier stage relied on, so later stages should move to other parts. FinerCAM compares the target with "
+        "its most similar classes, which suits fine-grained categories."
+    )
+    loaded = selection.model("cra_smra")
+    image = selection.require_image()
+    cam_panel(selection, loaded, image)
+
+
+main()

@@ -1,0 +1,261 @@
+"""Tune δ and γ: the γ sweep checkpoints, a δ sweep on benchmark images, and training runs in the background."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import streamlit as st
+
+from fgvc_core.app import traces
+from fgvc_core.app.cam_views import CAM_LABELS, stage_cam_row
+from fgvc_core.app.checkpoints import SweepPoint, describe, gamma_sweep
+from fgvc_core.app.guard import guarded, page_guard
+from fgvc_core.app.images import gallery
+from fgvc_core.app.models import load_model
+from fgvc_core.app.session import timed
+from fgvc_core.app.settings import MODEL_TITLES, display_path
+from fgvc_core.app.sidebar import Selection, render_sidebar
+from fgvc_core.app.sweeps import delta_sweep
+from fgvc_core.app.training import list_runs, metrics_path, recipes, run_state, start_training, stop_training
+from fgvc_core.app.views import plotly, prediction_line, timing_caption
+from fgvc_core.engine.config import load_config
+from fgvc_core.errors import FGVCError
+from fgvc_core.explain.cam import CAM_METHODS
+from fgvc_core.explain.plots import sweep_plot, training_curves
+
+SWEEP_KEY, BENCH_KEY, RUN_KEY, SEEN_KEY = "_fgvc_delta_sweep", "_fgvc_gamma_bench", "_fgvc_train_run", "_fgvc_seen"
+NO_SWEEP = (
+    "No γ sweep yet: `{folder}` holds no CRA-SMRA checkpoints. Train one model per γ (e.g. in the *Train a model* "
+    "tab with `model.gamma=0`, `1`, `2`) and copy each run's `best.safetensors` and `best.json` to "
+    "`{folder}/cra_smra_gamma<γ>.safetensors` / `.json`; this tab then plots their accuracy against γ."
+)
+DEFAULT_METRICS = ("top-1 combined", "pointing stage 5", "part energy stage 5", "pointing centre baseline")
+
+
+# ------------------------------------------------------------------------------------------------- γ sweep
+def gamma_metrics(points: list[SweepPoint]) -> dict[str, list[float]]:
+    """Sidecar metrics of every sweep checkpoint plus, when computed, their scores on benchmark images."""
+    names = sorted({name for p in points for name in p.metrics})
+    table = {name: [p.metrics.get(name, math.nan) for p in points] for name in names}
+    bench = st.session_state.get(BENCH_KEY)
+    if bench is not None and bench["keys"] == [str(p.info.path) for p in points]:
+        for name, values in bench["metrics"].items():
+            table[f"bench: {name}"] = values
+    return table
+
+
+def score_gamma_checkpoints(selection: Selection, points: list[SweepPoint], samples: int) -> None:
+    """Accuracy and explanation metrics of every sweep checkpoint (at its own δ) on the same benchmark images."""
+    dataset = gallery(str(selection.paths.data))
+    bar = st.progress(0.0, text="Scoring the γ checkpoints…")
+    merged: dict[str, list[float]] = {}
+    for i, point in enumerate(points):
+        loaded = load_model(point.info.path)
+        delta = float(loaded.model.config["delta"])
+
+        def report(fraction: float, i: int = i) -> None:
+            bar.progress((i + fraction) / len(points), text=f"γ = {points[i].gamma:g}: {fraction:.0%}")
+
+        result = delta_sweep(loaded.model, dataset, loaded.preprocess, [delta], samples, progress=report)
+        for name, values in result.metrics.items():
+            merged.setdefault(name, [math.nan] * len(points))[i] = values[0]
+    st.session_state[BENCH_KEY] = {"keys": [str(p.info.path) for p in points], "metrics": merged}
+
+
+@st.fragment
+@guarded
+def gamma_view(selection: Selection, points: list[SweepPoint]) -> None:
+    """A γ slider that switches the stage Grad-CAM view to the sweep checkpoint trained with that γ."""
+    image = selection.require_image()
+    c1, c2, c3 = st.columns(3)
+    gamma = c1.select_slider("γ (weight of L_div in training)", [p.gamma for p in points], key="tune_gamma")
+    method = c2.selectbox("CAM method", list(CAM_METHODS), format_func=CAM_LABELS.get, key="tune_cam_method")
+    opacity = c3.slider("Overlay opacity", 0.0, 1.0, 0.5, 0.05, key="tune_opacity")
+    point = next(p for p in points if p.gamma == gamma)
+    loaded = load_model(point.info.path)
+    trace = traces.cra_base(loaded, image).value
+    target, why = selection.target_class(loaded, trace.probs)
+    st.markdown(
+        f"**γ = {gamma:g}** · `{display_path(point.info.path)}` · prediction "
+        f"{prediction_line(trace.probs, loaded.classes)} · {why}"
+    )
+    result = stage_cam_row(loaded, image, target, method, None, opacity, key="tune_cam")
+    timing_caption([f"stage CAMs {result.caption()}"])
+
+
+def gamma_section(selection: Selection) -> None:
+    points = gamma_sweep(selection.paths)
+    if not points:
+        st.info(NO_SWEEP.format(folder=display_path(selection.paths.sweep)))
+        return
+    st.caption(f"{len(points)} sweep checkpoints in `{display_path(selection.paths.sweep)}` (paper Table 5).")
+    with st.form("gamma_bench"):
+        samples = st.number_input("Benchmark images", 4, 600, 24, 4, key="gamma_samples")
+        if st.form_submit_button("Score every γ checkpoint on benchmark images (accuracy, pointing, part energy)"):
+            with page_guard():
+                score_gamma_checkpoints(selection, points, int(samples))
+    table = gamma_metrics(points)
+    if table:
+        names = list(table)
+        default = [n for n in names if n.endswith("top1") or n.startswith("bench:")][:8] or names[:4]
+        chosen = st.multiselect("Metrics", names, default=default, key="gamma_metric_names")
+        if chosen:
+            gammas = [p.gamma for p in points]
+            plotly(sweep_plot(gammas, {n: table[n] for n in chosen}, "γ", "metrics vs γ"), "gamma_sweep", key="g_plot")
+            rows = [{"γ": g, **{n: table[n][i] for n in chosen}} for i, g in enumerate(gammas)]
+            st.dataframe(rows, hide_index=True, width="stretch")
+    else:
+        st.caption("The sweep checkpoints carry no metrics yet; score them on benchmark images above.")
+    st.markdown("**Grad-CAM of the checkpoint trained with γ**")
+    gamma_view(selection, points)
+
+
+# ------------------------------------------------------------------------------------------------- δ sweep
+def delta_section(selection: Selection) -> None:
+    loaded = selection.model("cra_smra")
+    trained = float(loaded.model.config["delta"])
+    st.caption(
+        f"δ is a test-time option: one trained model (`{display_path(loaded.path)}`, trained with δ = {trained:g}) "
+        "is evaluated at every δ on the same benchmark images (paper Table 4). Explanation metrics score the stage "
+        "CAMs of the predicted class against the deciding parts."
+    )
+    with st.form("delta_sweep"):
+        c1, c2, c3, c4 = st.columns(4)
+        low, high = c1.slider("δ range", 0.05, 1.0, (0.5, 1.0), 0.05, key="sweep_range")
+        step = c2.select_slider("δ step", [0.05, 0.1, 0.25], value=0.1, key="sweep_step")
+        samples = c3.number_input("Benchmark images", 4, 600, 24, 4, key="sweep_samples")
+        method = c4.selectbox("CAM method", list(CAM_METHODS), format_func=CAM_LABELS.get, key="sweep_method")
+        submitted = st.form_submit_button("Run the δ sweep")
+    if submitted:
+        deltas = [float(d) for d in np.round(np.arange(low, high + 1e-9, step), 4)]
+        dataset = gallery(str(selection.paths.data))
+        bar = st.progress(0.0, text="δ sweep…")
+        result, ms = timed(
+            lambda: delta_sweep(
+                loaded.model,
+                dataset,
+                loaded.preprocess,
+                deltas,
+                int(samples),
+                cam_method=method,
+                progress=lambda f: bar.progress(f, text=f"δ sweep: {f:.0%}"),
+            )
+        )
+        st.session_state[SWEEP_KEY] = {"model": loaded.key, "result": result, "ms": ms}
+    stored = st.session_state.get(SWEEP_KEY)
+    if stored is None or stored["model"] != loaded.key:
+        st.caption("Run the sweep to see the curves.")
+        return
+    result = stored["result"]
+    names = list(result.metrics)
+    chosen = st.multiselect(
+        "Metrics", names, default=[n for n in DEFAULT_METRICS if n in names], key="delta_metric_names"
+    )
+    if chosen:
+        plotly(
+            sweep_plot(result.deltas, {n: result.metrics[n] for n in chosen}, "δ", "metrics vs δ"),
+            "delta_sweep",
+            key="d_plot",
+        )
+    st.dataframe(result.rows(), hide_index=True, width="stretch")
+    timing_caption(
+        [
+            f"{result.images} images ({result.scored} with deciding parts), CAM {result.cam_method}",
+            f"computed in {stored['ms'] / 1000:.1f} s",
+        ]
+    )
+
+
+# ------------------------------------------------------------------------------------------------ training
+def use_checkpoint(kind: str, path: str) -> None:
+    """Button callback: select the new checkpoint in the sidebar (runs before the next script run)."""
+    st.session_state[f"model_{kind}"] = path
+
+
+def run_monitor(run_dir) -> None:
+    """Progress, live curves and the result of one run; reruns itself every 2 s while the run is active."""
+    active = run_state(run_dir).active
+
+    @st.fragment(run_every=2.0 if active else None)
+    @guarded
+    def monitor() -> None:
+        state = run_state(run_dir)
+        status = state.status or {}
+        seen = st.session_state.setdefault(SEEN_KEY, {})
+        was_active, seen[str(run_dir)] = seen.get(str(run_dir)), state.active
+        step, total = status.get("step", 0), status.get("total_steps", "?")
+        st.progress(
+            min(1.0, state.fraction), text=f"{state.state} · step {step}/{total} · epoch {status.get('epoch', 0)}"
+        )
+        try:
+            plotly(training_curves(metrics_path(run_dir)), f"curves_{run_dir.name}", key="train_curves")
+        except FGVCError:
+            st.caption("Waiting for the first logged step…")
+        if state.state == "done" and state.checkpoint is not None:
+            info = describe(state.checkpoint, "run")
+            st.success(
+                f"Done. New {MODEL_TITLES[info.kind]} checkpoint: `{display_path(state.checkpoint)}` "
+                "(now listed in the sidebar)."
+            )
+            st.button("Use it in the sidebar", on_click=use_checkpoint, args=(info.kind, str(info.path)), key="use_new")
+            if was_active:
+                st.rerun(scope="app")  # the sidebar lists the new checkpoint only after a full run
+        elif state.state in ("failed", "stopped"):
+            st.error(f"The run {state.state}. Last lines of its log:")
+            st.code(state.log_tail or "(empty log)")
+        elif st.button("Stop this run", key="stop_run"):
+            stop_training(run_dir)
+            st.rerun(scope="app")
+
+    monitor()
+
+
+def training_section(selection: Selection) -> None:
+    paths = selection.paths
+    available = recipes(paths)
+    st.caption(
+        f"Starts `python -m train.train` in the background with its own output folder under "
+        f"`{display_path(paths.runs)}`. Demo recipes train from scratch on the CPU; keep the steps small."
+    )
+    if not available:
+        st.info(f"No recipes in `{display_path(paths.recipes)}`.")
+    else:
+        with st.form("train_form"):
+            recipe = st.selectbox("Recipe", available, format_func=lambda p: p.name, key="train_recipe")
+            c1, c2, c3 = st.columns(3)
+            epochs = c1.number_input("Epochs", 1, 500, 1, key="train_epochs")
+            max_steps = c2.number_input("Max steps (0: no limit)", 0, 1_000_000, 100, 10, key="train_max_steps")
+            samples = c3.number_input("Images per epoch (synth stream)", 32, 1_000_000, 1600, 32, key="train_samples")
+            extra = st.text_area(
+                "More overrides, one per line", placeholder="model.gamma=0.5\nmodel.delta=0.8", key="train_extra"
+            )
+            submitted = st.form_submit_button("Start training in the background")
+        if submitted:
+            overrides = [f"train.epochs={int(epochs)}", f"train.max_steps={int(max_steps)}"]
+            if load_config(recipe)["data"]["name"] == "synth_stream":  # the only data with a size per epoch
+                overrides.append(f"data.train_samples={int(samples)}")
+            run_dir = start_training(recipe, overrides + extra.splitlines(), paths)
+            st.session_state[RUN_KEY] = str(run_dir)
+            st.success(f"Started `{display_path(run_dir)}`.")
+    runs = list_runs(paths)
+    if not runs:
+        return
+    names = [str(r) for r in runs]
+    current = st.session_state.get(RUN_KEY)
+    index = names.index(current) if current in names else 0
+    chosen = st.selectbox("Run", names, index=index, format_func=lambda p: display_path(p), key="train_run_pick")
+    run_monitor(runs[names.index(chosen)])
+
+
+@guarded
+def main() -> None:
+    selection = render_sidebar()
+    st.title("Tune δ and γ")
+    gamma_tab, delta_tab, train_tab = st.tabs(["γ sweep", "δ sweep", "Train a model"])
+    for tab, section in ((gamma_tab, gamma_section), (delta_tab, delta_section), (train_tab, training_section)):
+        with tab, page_guard():
+            section(selection)
+
+
+main()

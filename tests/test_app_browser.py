@@ -1,0 +1,229 @@
+"""The app in a real browser: ``streamlit run app.py`` headless, driven by Chromium through playwright.
+
+It opens every page, uploads an image through the sidebar uploader (the trap AppTest cannot see: an uploader in
+the navigation entry script never receives its file in a browser), moves sliders with the keyboard, and saves a
+screenshot of every page.
+
+With the demo checkpoints in ``checkpoints/`` it explains them, and the screenshots go to ``docs/screenshots/``
+(the README shows them); without them (a fresh clone before the demo training) it uses tiny checkpoints and keeps
+its screenshots in a temporary folder. ``FGVC_SCREENSHOT_DIR`` overrides where they go. In CI (``CI=true``) a
+missing Chromium is a failure, elsewhere a skip.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.app_fixtures import write_app_env
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+PAGES = (  # (sidebar link text, screenshot name, url path)
+    ("DPPM scales", "dppm", "dppm"),
+    ("Attention rollout", "rollout", "rollout"),
+    ("CRAM channel masks", "cram", "cram"),
+    ("Per-stage Grad-CAM", "gradcam", "gradcam"),
+    ("Tune δ/γ", "tune", "tune"),
+    ("Benchmark", "benchmark", "benchmark"),
+)
+RUN_TIMEOUT_MS = 180_000
+
+
+def _require_browser() -> None:
+    if not CHROMIUM.exists():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{CHROMIUM} is missing in CI: tests/install_browser.sh should have installed it")
+        pytest.skip(f"{CHROMIUM} not installed (tests/install_browser.sh installs Debian's chromium)")
+    pytest.importorskip("playwright.sync_api")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _demo_ready() -> bool:
+    names = ("rams_trans_demo", "cra_smra_demo")
+    return all((REPO / "checkpoints" / f"{n}.safetensors").is_file() for n in names) and all(
+        (REPO / "checkpoints" / f"{n}.json").is_file() for n in names
+    )
+
+
+@pytest.fixture(scope="module")
+def app_setup(tmp_path_factory):
+    """Environment for the server, the image to upload and the screenshot folder."""
+    _require_browser()
+    tmp = tmp_path_factory.mktemp("browser")
+    env = dict(os.environ)
+    if _demo_ready():
+        env.update(FGVC_CHECKPOINT_DIR=str(REPO / "checkpoints"), FGVC_RUNS_DIR=str(tmp / "runs"))
+        shots = REPO / "docs" / "screenshots"
+        data = REPO / "data" / "synth"
+        if not (data / "images.txt").is_file():  # a clean clone: a small benchmark of the same classes
+            from fgvc_core.data.synth import write_benchmark
+
+            data = write_benchmark(tmp / "synth", per_class=2, size=224, seed=1, progress=False)
+        env["FGVC_DATA_ROOT"] = str(data)
+    else:
+        env.update(write_app_env(tmp / "env"))
+        shots = tmp / "screenshots"
+    shots = Path(os.environ.get("FGVC_SCREENSHOT_DIR") or shots)
+    shots.mkdir(parents=True, exist_ok=True)
+    images = sorted((Path(env["FGVC_DATA_ROOT"]) / "images").rglob("*.jpg"))
+    upload = tmp / "my_bird.jpg"
+    shutil.copy(images[len(images) // 2], upload)
+    return env, upload, shots, tmp
+
+
+@pytest.fixture(scope="module")
+def server(app_setup):
+    env, _, _, tmp = app_setup
+    port = _free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        "app.py",
+        "--server.headless",
+        "true",
+        "--server.fileWatcherType",
+        "none",
+        "--server.port",
+        str(port),
+        "--browser.gatherUsageStats",
+        "false",
+    ]
+    log_path = tmp / "streamlit.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                if response.read().strip() == b"ok":
+                    break
+        except OSError:
+            pass
+        if process.poll() is not None or time.time() > deadline:
+            process.kill()
+            pytest.fail(f"streamlit did not start: {log_path.read_text(errors='replace')[-2000:]}")
+        time.sleep(0.5)
+    yield url
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+def settle(page) -> None:
+    """Wait for the connection, then for the script (or fragment) run that an action started to finish."""
+    page.wait_for_selector("[data-testid='stApp'][data-test-connection-state='CONNECTED']", timeout=RUN_TIMEOUT_MS)
+    try:  # the run may start a moment after the action, or be over before we look
+        page.wait_for_selector("[data-test-script-state='running']", timeout=1500)
+    except Exception:  # noqa: BLE001 - playwright's TimeoutError: it was quick
+        pass
+    page.wait_for_selector("[data-test-script-state='notRunning']", timeout=RUN_TIMEOUT_MS)
+    page.wait_for_timeout(700)  # let images and plotly charts paint
+
+
+def assert_no_traceback(page, where: str) -> None:
+    assert page.locator("[data-testid='stException']").count() == 0, f"exception shown on {where}"
+    assert "Traceback (most recent call last)" not in page.content(), where
+
+
+def move_slider(page, index: int, key: str, presses: int) -> tuple[float, float]:
+    """Focus the ``index``-th slider of the main area, press an arrow key; its value before and after."""
+    slider = page.locator("[data-testid='stMain'] [data-testid='stSlider'] input[type=range]").nth(index)
+    before = slider.input_value()
+    slider.focus()
+    for _ in range(presses):
+        page.keyboard.press(key)
+    settle(page)
+    after = slider.input_value()
+    assert after != before, "the slider did not move"
+    return float(before), float(after)
+
+
+def screenshot(page, path: Path) -> None:
+    """The whole page: the main area scrolls inside the window, so grow the window to its content first."""
+    height = page.evaluate(
+        "() => Math.max(...[...document.querySelectorAll('[data-testid=stMain] *')]"
+        ".map(e => e.scrollHeight).filter(h => h < 20000), 1000)"
+    )
+    page.set_viewport_size({"width": 1500, "height": min(int(height) + 80, 5000)})
+    page.wait_for_timeout(700)
+    page.screenshot(path=str(path))
+    page.set_viewport_size({"width": 1500, "height": 1000})
+
+
+def test_every_page_upload_and_sliders_in_chromium(app_setup, server):
+    from playwright.sync_api import sync_playwright
+
+    _, upload, shots, _ = app_setup
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1500, "height": 1000})
+        page.goto(server, timeout=RUN_TIMEOUT_MS)
+        settle(page)
+        assert_no_traceback(page, "overview")
+
+        sidebar = page.locator("[data-testid='stSidebar']")
+        sidebar.locator("[data-testid='stRadio'] label", has_text="Upload").click()
+        settle(page)
+        page.locator("[data-testid='stFileUploaderDropzoneInput']").set_input_files(str(upload))
+        settle(page)
+        # The uploaded file reached the app: the sidebar names it and the overview explains it.
+        assert sidebar.get_by_text(upload.name).count() >= 1
+        assert page.get_by_text("Combined prediction").count() == 2
+        assert_no_traceback(page, "overview after upload")
+        screenshot(page, shots / "overview.png")
+
+        for link, name, path in PAGES:
+            sidebar.locator(f"[data-testid='stSidebarNav'] a[href$='/{path}']").click()
+            settle(page)
+            assert page.url.endswith(f"/{path}"), (link, page.url)
+            assert sidebar.get_by_text(upload.name).count() >= 1, f"the upload was lost on {name}"
+            assert_no_traceback(page, name)
+            if name == "dppm":
+                before, after = move_slider(page, 0, "ArrowRight", 4)  # α: four steps of 0.05
+                assert after == pytest.approx(before + 0.2)
+                assert page.get_by_text("α update").count() == 1
+            elif name == "cram":
+                before, after = move_slider(page, 0, "ArrowLeft", 15)  # δ: fifteen steps of 0.01 down
+                assert after == pytest.approx(before - 0.15)
+                assert page.get_by_text("δ/ω update").count() == 1
+            elif name == "gradcam":
+                move_slider(page, 0, "ArrowRight", 2)  # opacity
+                # A figure download is rendered on click, server-side, and arrives as a PNG file.
+                with page.expect_download(timeout=RUN_TIMEOUT_MS) as download:
+                    page.get_by_role("button", name="Stages side by side (PNG)").click()
+                path = download.value.path()
+                assert download.value.suggested_filename.endswith(".png")
+                assert Path(path).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+            assert_no_traceback(page, f"{name} after the slider")
+            screenshot(page, shots / f"{name}.png")
+        browser.close()
