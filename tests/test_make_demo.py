@@ -31,3 +31,14 @@ def test_demo_runs_cover_both_models_and_a_gamma_sweep_with_zero():
     assert {"rams_trans_demo", "cra_smra_demo"} <= names
     gammas = {o for n, (_, overrides) in make_demo.DEMO_RUNS.items() if n.startswith("sweep/") for o in overrides}
     assert {"model.gamma=0", "model.gamma=1", "model.gamma=2"} <= gammas
+
+
+def test_stash_and_restore_copy_exactly_the_resumable_files(tmp_path):
+    run = tmp_path / "runs" / "x"
+    run.mkdir(parents=True)
+    for name in (*make_demo.RESUMABLE, "tb_event", ".status.json.tmp"):
+        (run / name).write_text(name)
+    copied = make_demo.copy_run(run, tmp_path / "wip" / "x")
+    assert sorted(copied) == sorted(make_demo.RESUMABLE)
+    assert sorted(p.name for p in (tmp_path / "wip" / "x").iterdir()) == sorted(make_demo.RESUMABLE)
+    assert (tmp_path / "wip" / "x" / "last.json").read_text() == "last.json"

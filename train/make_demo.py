@@ -6,15 +6,22 @@
 Each run trains with ``train/configs/<recipe>.yaml`` (+ overrides) into ``runs/<name>/``, continuing from its
 ``last.safetensors`` when one exists. A finished run is evaluated on the held-out benchmark (classification and
 explanation metrics) and exported as fp16 to ``checkpoints/<name>.safetensors`` with the numbers in its sidecar.
+
+Runs outlive a session through ``train/wip_runs/``: ``--stash`` copies each unfinished run's resumable files there
+(to be committed), and a later ``make_demo`` on a fresh clone restores them into ``runs/`` and continues.
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+WIP = ROOT / "train" / "wip_runs"
+RESUMABLE = ("last.safetensors", "last.train.safetensors", "last.json", "best.safetensors", "best.json",
+             "metrics.csv", "config.yaml", "status.json")  # fmt: skip
 
 # name -> (recipe, overrides). The sweep trains every γ with one shorter, equal budget (the paper's Table 5 idea).
 SWEEP_BUDGET = ["train.epochs=6"]
@@ -32,7 +39,19 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out-dir", type=Path, default=ROOT / "checkpoints")
     parser.add_argument("--explain-limit", type=int, default=240, help="images for the explanation metrics")
     parser.add_argument("--export-only", action="store_true", help="export finished runs, train nothing")
+    parser.add_argument(
+        "--stash", action="store_true", help=f"copy the runs' resumable files to {WIP.relative_to(ROOT)}"
+    )
     return parser
+
+
+def copy_run(source: Path, target: Path) -> list[str]:
+    """Copy the files a run needs to resume from ``source`` to ``target``; returns the names copied."""
+    target.mkdir(parents=True, exist_ok=True)
+    copied = [name for name in RESUMABLE if (source / name).is_file()]
+    for name in copied:
+        shutil.copy2(source / name, target / name)
+    return copied
 
 
 def export(best: Path, target: Path, explain_limit: int) -> dict:
@@ -71,6 +90,13 @@ def main(args: argparse.Namespace) -> int:
     for name in names:
         recipe, overrides = DEMO_RUNS[name]
         run_dir = args.runs_dir / name
+        if args.stash:
+            if (run_dir / "last.safetensors").is_file():
+                print(f"== {name}: stashed {', '.join(copy_run(run_dir, WIP / name))}")
+            continue
+        if not (run_dir / "last.safetensors").exists() and (WIP / name / "last.safetensors").exists():
+            print(f"== {name}: restoring the stashed run from {WIP / name}")
+            copy_run(WIP / name, run_dir)
         try:
             config = load_config(ROOT / "train" / "configs" / f"{recipe}.yaml", [*overrides, f"train.output={run_dir}"])
             best = run_dir / "best.safetensors"
