@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import math
 
 import numpy as np
 import pytest
@@ -11,24 +10,9 @@ from PIL import Image
 
 from fgvc_core.errors import ConfigError
 from fgvc_core.explain import overlay as O
+from tests.naive import naive_bilinear
 
 JET_LOW, JET_HIGH = (0, 0, 128), (128, 0, 0)  # OpenCV's COLORMAP_JET at 0 (dark blue) and 255 (dark red), RGB
-
-
-def naive_bilinear(m, out_h, out_w):
-    in_h, in_w = m.shape
-    out = np.zeros((out_h, out_w))
-    for i in range(out_h):
-        sy = max((i + 0.5) * in_h / out_h - 0.5, 0.0)
-        y0 = int(math.floor(sy))
-        y1, ly = min(y0 + 1, in_h - 1), sy - y0
-        for j in range(out_w):
-            sx = max((j + 0.5) * in_w / out_w - 0.5, 0.0)
-            x0 = int(math.floor(sx))
-            x1, lx = min(x0 + 1, in_w - 1), sx - x0
-            top = (1 - lx) * m[y0, x0] + lx * m[y0, x1]
-            out[i, j] = (1 - ly) * top + ly * ((1 - lx) * m[y1, x0] + lx * m[y1, x1])
-    return out
 
 
 @pytest.fixture

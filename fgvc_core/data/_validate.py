@@ -39,6 +39,16 @@ def require_root(root: str | Path, dataset: str) -> Path:
     return path
 
 
+def torchvision_root(root: str | Path, subfolder: str, dataset: str) -> Path:
+    """The dataset's own folder for torchvision's layout: ``root/<subfolder>``, or ``root`` when it is that folder."""
+    path = require_root(root, dataset)
+    if (path / subfolder).is_dir():
+        return path / subfolder
+    if path.name == subfolder:
+        return path
+    raise DatasetError(f"{dataset}: folder {path / subfolder} is missing (torchvision expects root/{subfolder})")
+
+
 def require_file(path: Path, dataset: str) -> Path:
     """Return ``path`` if it is an existing file; else raise DatasetError naming it."""
     if not path.is_file():

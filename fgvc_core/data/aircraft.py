@@ -30,7 +30,7 @@ from fgvc_core.data._validate import (
     read_lines,
     require_dir,
     require_file,
-    require_root,
+    torchvision_root,
     unique_ids,
 )
 from fgvc_core.errors import DatasetError
@@ -107,12 +107,7 @@ class AircraftDataset(ImageListDataset):
     @classmethod
     def find_root(cls, root: str | Path) -> Path:
         """The ``fgvc-aircraft-2013b`` folder: ``root/fgvc-aircraft-2013b``, or ``root`` when it is that folder."""
-        path = require_root(root, NAME)
-        if (path / SUBFOLDER).is_dir():
-            return path / SUBFOLDER
-        if path.name == SUBFOLDER:
-            return path
-        raise DatasetError(f"{NAME}: folder {path / SUBFOLDER} is missing (torchvision expects root/{SUBFOLDER})")
+        return torchvision_root(root, SUBFOLDER, NAME)
 
 
 def _read_classes(path: Path) -> list[str]:

@@ -22,7 +22,7 @@ from PIL import Image
 from torchvision.datasets import StanfordCars
 
 from fgvc_core.data._base import Box, ImageListDataset
-from fgvc_core.data._validate import check_images_exist, check_split, require_dir, require_file, require_root
+from fgvc_core.data._validate import check_images_exist, check_split, require_dir, require_file, torchvision_root
 from fgvc_core.data.matfile import load_mat, mat_field, mat_records
 from fgvc_core.errors import DatasetError
 
@@ -78,13 +78,8 @@ class StanfordCarsDataset(ImageListDataset):
 
     @classmethod
     def find_root(cls, root: str | Path) -> Path:
-        """The ``stanford_cars`` folder: ``root/stanford_cars``, or ``root`` itself when it is that folder."""
-        path = require_root(root, NAME)
-        if (path / SUBFOLDER).is_dir():
-            return path / SUBFOLDER
-        if path.name == SUBFOLDER:
-            return path
-        raise DatasetError(f"{NAME}: folder {path / SUBFOLDER} is missing (torchvision expects root/{SUBFOLDER})")
+        """The ``stanford_cars`` folder: ``root/stanford_cars``, or ``root`` when it is that folder."""
+        return torchvision_root(root, SUBFOLDER, NAME)
 
 
 def _as_int(value: Any, path: Path, n: int, field: str) -> int:
