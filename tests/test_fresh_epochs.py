@@ -33,3 +33,21 @@ def test_training_loader_shows_new_images_each_epoch():
     e0, e0_again, e1 = epoch_images(0), epoch_images(0), epoch_images(1)
     assert torch.equal(e0, e0_again)
     assert not any(torch.allclose(x, y) for x in e0 for y in e1)
+
+
+def test_generator_options_from_yaml_become_synth_options():
+    import pytest
+
+    from fgvc_core.data.synth import SynthOptions
+    from fgvc_core.engine.data import synth_options
+    from fgvc_core.errors import ConfigError
+
+    opts = synth_options({"scale_range": [0.6, 0.9], "clutter_shapes": [0, 3]})
+    assert opts == SynthOptions(scale_range=(0.6, 0.9), clutter_shapes=(0, 3))
+    with pytest.raises(ConfigError, match="unknown synth generator option"):
+        synth_options({"scale": 1})
+    easy = SynthStream(num_samples=40, num_classes=4, size=64, seed=1, options=opts)
+    default = SynthStream(num_samples=40, num_classes=4, size=64, seed=1)
+    easy_sides = [max(easy.annotation(i).box[2:]) / 64 for i in range(40)]
+    default_sides = [max(default.annotation(i).box[2:]) / 64 for i in range(40)]
+    assert min(easy_sides) > min(default_sides) + 0.2  # the easier curriculum really draws larger birds

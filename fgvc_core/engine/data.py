@@ -95,6 +95,8 @@ def build_data(data_cfg: dict[str, Any], preprocess: dict[str, Any]) -> tuple[Da
         num_classes = data_cfg.get("num_classes")
         if not num_classes:
             raise ConfigError("data.num_classes is required for synth_stream")
+        if isinstance(options.get("options"), dict):  # generator options from YAML, e.g. an easier curriculum
+            options["options"] = synth_options(options["options"])
         options.setdefault("size", preprocess["img_size"])
         train = SynthStream(
             num_samples=data_cfg["train_samples"], num_classes=num_classes, seed=data_cfg["seed"], **options
@@ -112,6 +114,19 @@ def build_data(data_cfg: dict[str, Any], preprocess: dict[str, Any]) -> tuple[Da
         name, data_cfg["root"], data_cfg["test_split"], build_transform(preprocess), **options
     )
     return train, test, list(train.classes)
+
+
+def synth_options(values: dict[str, Any]) -> Any:
+    """``SynthOptions`` from a plain dict (YAML lists become the tuples the generator expects)."""
+    from dataclasses import fields
+
+    from fgvc_core.data.synth import SynthOptions
+
+    known = {f.name for f in fields(SynthOptions)}
+    unknown = set(values) - known
+    if unknown:
+        raise ConfigError(f"unknown synth generator option(s) {sorted(unknown)}; known: {sorted(known)}")
+    return SynthOptions(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
 
 def data_preprocess(data_cfg: dict[str, Any]) -> dict[str, Any]:
