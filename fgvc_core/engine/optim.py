@@ -39,21 +39,33 @@ def resolve_group_lrs(group_names: list[str], lr: float | dict[str, float]) -> d
     return {name: float(lr.get(name, lr.get("default"))) for name in group_names}
 
 
+def _no_decay(model: nn.Module) -> set[int]:
+    """Ids of parameters exempt from weight decay: biases, norm weights (1-D) and the model's ``no_weight_decay()``
+    names (position embedding, CLS tokens), as timm and DeiT do."""
+    model = getattr(model, "module", model)
+    named = set(model.no_weight_decay()) if hasattr(model, "no_weight_decay") else set()
+    return {id(p) for name, p in model.named_parameters() if p.ndim <= 1 or name in named}
+
+
 def build_optimizer(model: nn.Module, train_cfg: dict[str, Any]) -> torch.optim.Optimizer:
-    """SGD with momentum (the papers) or AdamW, per-group lr, fused kernels on CUDA."""
+    """SGD with momentum (the papers) or AdamW, per-group lr, no decay on biases/norms/tokens, fused on CUDA."""
     groups = named_parameter_groups(model)
     lrs = resolve_group_lrs(list(groups), train_cfg["lr"])
-    param_groups = [{"params": params, "lr": lrs[name], "name": name} for name, params in groups.items()]
+    exempt = _no_decay(model)
+    param_groups = []
+    for name, params in groups.items():
+        for decay in (True, False):
+            chosen = [p for p in params if (id(p) not in exempt) == decay]
+            if chosen:
+                wd = train_cfg["weight_decay"] if decay else 0.0
+                param_groups.append({"params": chosen, "lr": lrs[name], "weight_decay": wd, "name": name})
     on_cuda = next(iter(groups.values()))[0].is_cuda
     if train_cfg.get("optimizer", "sgd") == "adamw":
-        return torch.optim.AdamW(
-            param_groups, lr=max(lrs.values()), weight_decay=train_cfg["weight_decay"], fused=True if on_cuda else None
-        )
+        return torch.optim.AdamW(param_groups, lr=max(lrs.values()), fused=True if on_cuda else None)
     return torch.optim.SGD(
         param_groups,
         lr=max(lrs.values()),
         momentum=train_cfg["momentum"],
-        weight_decay=train_cfg["weight_decay"],
         nesterov=bool(train_cfg["nesterov"]) and train_cfg["momentum"] > 0,
         fused=True if on_cuda else None,
     )
