@@ -51,3 +51,18 @@ def test_generator_options_from_yaml_become_synth_options():
     easy_sides = [max(easy.annotation(i).box[2:]) / 64 for i in range(40)]
     default_sides = [max(default.annotation(i).box[2:]) / 64 for i in range(40)]
     assert min(easy_sides) > min(default_sides) + 0.2  # the easier curriculum really draws larger birds
+
+
+def test_curriculum_epochs_use_the_easier_generator_then_the_benchmark():
+    stream = SynthStream(num_samples=16, num_classes=4, size=64, seed=2)
+    preprocess = preprocess_config("demo", 64)
+    curriculum = {"epochs": 1, "options": {"scale_range": [0.7, 0.9], "clutter_shapes": [0, 0]}}
+
+    def loader_stream(epoch: int) -> SynthStream:
+        loader = train_loader(stream, preprocess, 4, 0, epoch, 0, 0, curriculum=curriculum)
+        return loader.dataset.base
+
+    easy, normal = loader_stream(0), loader_stream(1)
+    assert easy.options.scale_range == (0.7, 0.9) and easy.options.clutter_shapes == (0, 0)
+    assert normal.options == stream.options and normal.offset == 16
+    assert min(max(easy.annotation(i).box[2:]) for i in range(16)) > 0.5 * 64

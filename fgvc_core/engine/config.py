@@ -29,6 +29,9 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "train_samples": 20000,  # synth_stream only: samples per epoch
         "seed": 0,  # synth_stream only: rendering seed of the training stream
         "options": {},  # extra build_dataset keyword options (e.g. annotation_level for aircraft)
+        # synth_stream only: easier generator options for the first epochs, e.g.
+        # {epochs: 2, options: {scale_range: [0.6, 0.9], clutter_shapes: [0, 3]}}; then the benchmark's own.
+        "curriculum": None,
     },
     "train": {
         "epochs": 10,

@@ -143,13 +143,16 @@ def train_loader(
     workers: int,
     rank: int = 0,
     world_size: int = 1,
+    curriculum: dict[str, Any] | None = None,
 ) -> DataLoader:
     """Loader for one epoch of training (a new one per epoch: the sampler carries the epoch and the skip).
 
-    A dataset with a ``window(epoch)`` method (the on-the-fly benchmark) shows fresh images every epoch.
+    A dataset with a ``window(epoch)`` method (the on-the-fly benchmark) shows fresh images every epoch, drawn
+    with the ``curriculum``'s easier generator options during its first ``curriculum["epochs"]`` epochs.
     """
     if hasattr(dataset, "window"):
-        dataset = dataset.window(epoch)
+        easy = curriculum is not None and epoch < int(curriculum.get("epochs", 0))
+        dataset = dataset.window(epoch, synth_options(curriculum.get("options", {})) if easy else None)
     sampler = EpochSampler(len(dataset), batch_size, seed, epoch, skip_batches, rank, world_size)
     return DataLoader(
         SeededTransform(dataset, build_transform(preprocess, train=True)),

@@ -138,6 +138,7 @@ def run_training(
                 cfg_train["workers"],
                 dist_info.rank,
                 dist_info.world_size,
+                cfg_data["curriculum"],
             )
             epoch_stats = train_one_epoch(
                 net,

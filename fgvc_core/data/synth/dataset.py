@@ -168,10 +168,13 @@ class SynthStream(torch.utils.data.Dataset):
     def targets(self) -> list[int]:
         return [(self.offset + i) % self.num_classes for i in range(self.num_samples)]
 
-    def window(self, epoch: int) -> SynthStream:
-        """A copy showing the ``epoch``-th window of ``num_samples`` fresh images (labels stay balanced)."""
+    def window(self, epoch: int, options: SynthOptions | None = None) -> SynthStream:
+        """A copy showing the ``epoch``-th window of ``num_samples`` fresh images (labels stay balanced),
+        optionally drawn with other generator ``options`` (a curriculum's easier epochs)."""
         copy = object.__new__(SynthStream)
         copy.__dict__.update(self.__dict__, offset=epoch * self.num_samples)
+        if options is not None:
+            copy.options = options
         return copy
 
     def _index(self, index: int) -> int:
