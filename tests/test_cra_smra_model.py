@@ -278,6 +278,38 @@ def test_cached_trace_skips_stages_1_to_3(eval_model):
     torch.testing.assert_close(again.probs, eval_model.trace(x, delta=0.5).probs, atol=1e-6, rtol=1e-5)
 
 
+def test_cached_trace_also_skips_the_stage3_conv_layer_and_matches_a_full_pass(eval_model):
+    calls = {"conv3": 0, "conv4": 0}
+
+    def counter(name):
+        def count(module, inputs, output):
+            calls[name] += 1
+
+        return count
+
+    handles = [
+        eval_model.conv_blocks[0].register_forward_hook(counter("conv3")),
+        eval_model.conv_blocks[1].register_forward_hook(counter("conv4")),
+    ]
+    try:
+        x = torch.randn(2, 3, 64, 64)
+        first = eval_model.trace(x)
+        cached = eval_model.trace(x, delta=0.6, omega=0.2, cache=first.cache)
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert calls == {"conv3": 1, "conv4": 2}  # stage 3's Conv_layer ran once, stage 4's twice
+    full = eval_model.trace(x, delta=0.6, omega=0.2)
+    torch.testing.assert_close(cached.probs, full.probs, atol=1e-5, rtol=0)
+    torch.testing.assert_close(cached.stages[0].enhanced, full.stages[0].enhanced, atol=0, rtol=0)
+    torch.testing.assert_close(cached.smram_maps, full.smram_maps, atol=1e-5, rtol=0)
+    # The cached Conv_layer output depends on CRAM(3) and that Conv_layer: changing them invalidates the cache.
+    with torch.no_grad():
+        next(eval_model.conv_blocks[0].parameters()).mul_(1.01)
+    with pytest.raises(ConfigError, match="cache"):
+        eval_model.trace(x, cache=first.cache)
+
+
 def test_a_cache_of_another_input_model_mode_or_weights_raises(eval_model):
     x = torch.randn(1, 3, 64, 64)
     cache = eval_model.trace(x).cache

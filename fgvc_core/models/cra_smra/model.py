@@ -136,6 +136,7 @@ class CraSmra(FGVCModel):
         omega: float | None = None,
         taps: Mapping[str, Tap] | None = None,
         stage3: torch.Tensor | None = None,
+        enhanced3: torch.Tensor | None = None,
         with_smram: bool = False,
     ) -> StagesRun:
         """Run the network, stage by stage, in the module's current mode.
@@ -149,11 +150,15 @@ class CraSmra(FGVCModel):
                 the Conv_layer). The CAM wrapper passes its own ``nn.Identity`` modules here, so that hooks live
                 on per-request modules and never on this (possibly shared) model.
             stage3: a cached stage-3 output X; stages 1-3 are then skipped.
+            enhanced3: with ``stage3``, the cached stage-3 Conv_layer output (X_e does not depend on δ/ω, and this
+                3x3 conv at stride 8 is the costliest single step of a δ update); it is then not recomputed.
             with_smram: also compute SMRAM's maps and the per-image ``L_div`` (needs the ``cram_smram`` variant).
         """
         delta = self.config["delta"] if delta is None else delta
         omega = self.config["omega"] if omega is None else omega
         taps = taps or {}
+        if enhanced3 is not None and (stage3 is None or taps):
+            raise ConfigError("enhanced3 is a cache companion of stage3 and cannot be combined with taps")
         unknown = set(taps) - {f"{p}{s}" for p in TAP_POINTS for s in CRAM_STAGES}
         if unknown:
             raise ConfigError(f"unknown tap point(s) {sorted(unknown)}; use stage3..5 or enhanced3..5")
@@ -168,7 +173,12 @@ class CraSmra(FGVCModel):
                 h = self.backbone.run_stage(stage, h)  # h is the previous stage's X_s
             h = _apply_tap(taps, f"stage{stage}", h)
             out = self.reattention[i](h, delta=delta, omega=omega)
-            enhanced = _apply_tap(taps, f"enhanced{stage}", self.conv_blocks[i](out.enhanced))
+            cached = enhanced3 if i == 0 else None
+            enhanced = (
+                cached
+                if cached is not None
+                else _apply_tap(taps, f"enhanced{stage}", self.conv_blocks[i](out.enhanced))
+            )
             passes.append(StagePass(stage, h, out, enhanced, global_max_pool(enhanced)))
             h = out.suppressed
         logits = {f"stage{p.stage}": head(p.pooled) for p, head in zip(passes, self.stage_heads)}
@@ -246,9 +256,15 @@ class CraSmra(FGVCModel):
             ):
                 raise ConfigError("this trace cache belongs to another input or model state; trace without it first")
             stage3 = cache.stage3.to(device)
-        run = self.run_stages(x, delta=delta, omega=omega, stage3=stage3, with_smram=True)
+            enhanced3 = None if cache.enhanced3 is None else cache.enhanced3.to(device)
+        else:
+            enhanced3 = None
+        run = self.run_stages(x, delta=delta, omega=omega, stage3=stage3, enhanced3=enhanced3, with_smram=True)
         if cache is None:
-            cache = CraSmraCache(to_cpu(run.stages[0].stage_output), tuple(x.shape), fingerprint, self._cache_key())
+            first = run.stages[0]
+            cache = CraSmraCache(
+                to_cpu(first.stage_output), tuple(x.shape), fingerprint, self._cache_key(), to_cpu(first.enhanced)
+            )
         return CraSmraTrace(
             stages=tuple(stage_trace(*p) for p in run.stages),
             logits={name: to_cpu(v) for name, v in run.logits.items()},
@@ -299,9 +315,12 @@ class CraSmra(FGVCModel):
         return {"backbone": backbone, "new": new}
 
     def _cache_key(self) -> tuple:
-        # The stage-3 output depends on the stage 1-3 weights and the mode (BatchNorm); tensor versions change
-        # with every in-place update (optimizer step, load_state_dict), ids with replaced tensors.
-        weights = self.backbone.stage_parameters_and_buffers(tuple(range(1, CRAM_STAGES[0] + 1)))
+        # The cached stage-3 output depends on the stage 1-3 weights and the mode (BatchNorm), its Conv_layer output
+        # also on CRAM(3)'s importance MLP and that Conv_layer; tensor versions change with every in-place update
+        # (optimizer step, load_state_dict), ids with replaced tensors.
+        weights = list(self.backbone.stage_parameters_and_buffers(tuple(range(1, CRAM_STAGES[0] + 1))))
+        for module in (self.reattention[0], self.conv_blocks[0]):
+            weights += [*module.parameters(), *module.buffers()]
         first = weights[0]
         versions = tuple((id(t), t._version) for t in weights)
         return (self._instance_id, self.training, str(first.device), str(first.dtype), versions)
