@@ -43,7 +43,13 @@ def test_interactive_tiny_reports_every_row_and_ratios_from_its_times(tmp_path):
 
     tokens = interactive.TINY.rollout_tokens
     expected = {"cra.full_trace", "cra.delta_update", "cam.one_pass", "cam.three_passes"}
-    expected |= {"rams.full_trace", "rams.threshold_update", "rams.one_scale_pass", "rams.rollout_box"}
+    expected |= {
+        "rams.full_trace",
+        "rams.threshold_update",
+        "rams.one_scale_pass",
+        "rams.rollout_box",
+        "rams.rollout_box_unfused",
+    }
     expected |= {f"rollout.{kind}.N{n}" for n in tokens for kind in ("row_vector", "matrix_chain")}
     rows = {row["row"]: row for row in _table(report.markdown, "Timings")}
     assert set(rows) == expected == set(report.timings)

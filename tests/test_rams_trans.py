@@ -246,6 +246,10 @@ def test_trace_reuse_skips_the_scale1_pass_and_never_touches_the_model():
         torch.testing.assert_close(a.rollout, b.rollout, atol=1e-6, rtol=0)
         torch.testing.assert_close(a.probs, b.probs, atol=1e-6, rtol=0)
     assert again.options["head_fusion"] == "max" and again.options["threshold"] == [0.8, 0.8]
+    # the state keeps each fusion's maps once; the scale-1 rollout read from them equals one from every head
+    assert first.cache.fused_attention("max") is first.cache.fused_attention("max")
+    direct = attention_rollout(first.cache.attentions, "max", query="mean").view_as(again.scales[0].rollout)
+    torch.testing.assert_close(again.scales[0].rollout, direct, atol=1e-6, rtol=0)
     assert model.training and _hooks(model) == hooks
     assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
     with pytest.raises(ConfigError, match="another input"):

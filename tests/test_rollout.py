@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from fgvc_core.errors import ConfigError
-from fgvc_core.explain.rollout import attention_rollout, gradient_rollout
+from fgvc_core.explain.rollout import HEAD_FUSIONS, attention_rollout, fuse_layers, fused_rollout, gradient_rollout
 
 
 def _random_attention(layers=4, batch=3, heads=2, n=7) -> torch.Tensor:
@@ -115,3 +115,20 @@ def test_bad_shapes_raise_config_error():
         gradient_rollout(_random_attention(), _random_attention(layers=2))
     with pytest.raises(ConfigError, match="empty"):
         attention_rollout([])
+
+
+@pytest.mark.parametrize("fusion", HEAD_FUSIONS)
+def test_fused_rollout_of_fused_layers_equals_the_naive_chain(fusion):
+    att = _random_attention(layers=3, batch=2, heads=4, n=9)
+    fused = fuse_layers(list(att), fusion)  # a list of per-layer tensors, as the ViT returns them
+    assert fused.shape == (3, 2, 9, 9)
+    torch.testing.assert_close(fused, _fuse(att, fusion), atol=0, rtol=0)
+    for query, start, discard in [("cls", 0, 0.0), ("mean", 1, 0.25)]:
+        expected = _naive_scores(_fuse(att, fusion), query, start, discard)
+        got = fused_rollout(fused, discard_ratio=discard, query=query, start_layer=start)
+        torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+        torch.testing.assert_close(got, attention_rollout(att, fusion, discard, query, start), atol=1e-6, rtol=0)
+    with pytest.raises(ConfigError, match="shape"):
+        fused_rollout(att)  # 5-D: not fused
+    with pytest.raises(ConfigError, match="head_fusion"):
+        fuse_layers(att, "median")

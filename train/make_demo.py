@@ -23,8 +23,9 @@ WIP = ROOT / "train" / "wip_runs"
 RESUMABLE = ("last.safetensors", "last.train.safetensors", "last.json", "best.safetensors", "best.json",
              "metrics.csv", "config.yaml", "status.json")  # fmt: skip
 
-# name -> (recipe, overrides). The sweep trains every γ with one shorter, equal budget (the paper's Table 5 idea).
-SWEEP_BUDGET = ["train.epochs=6"]
+# name -> (recipe, overrides). The sweep trains every γ with one shorter, equal budget (the paper's Table 5 idea):
+# 3 epochs of 8000 fresh images, 750 steps (~25 min on one CPU core); the main run reached 91.8% after 3 epochs.
+SWEEP_BUDGET = ["train.epochs=3"]
 DEMO_RUNS: dict[str, tuple[str, list[str]]] = {
     "rams_trans_demo": ("rams_trans_demo", []),
     "cra_smra_demo": ("cra_smra_demo", []),

@@ -19,7 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from fgvc_core.errors import ConfigError
-from fgvc_core.explain.rollout import attention_rollout
+from fgvc_core.explain.rollout import attention_rollout, fused_rollout
 from fgvc_core.models.base import FGVCModel, ModelOutput
 from fgvc_core.models.rams_trans import dppm
 from fgvc_core.models.rams_trans import vit as vitlib
@@ -183,7 +183,12 @@ class RamsTrans(FGVCModel):
             raise ConfigError(f"RAMS-Trans expects input (B, C, {h}, {w}), got {tuple(x.shape)}")
 
     def _propose(self, attentions, opts: dppm.DPPMOptions, scale: int, head_fusion: str) -> tuple[torch.Tensor, Any]:
-        scores = attention_rollout(attentions, head_fusion, opts.discard_ratio, opts.query, opts.start_layer)
+        """Rollout + DPPM box; ``attentions`` is per-layer ``(B, H, N, N)`` or a :class:`Scale1State`."""
+        if isinstance(attentions, Scale1State):
+            fused = attentions.fused_attention(head_fusion)
+            scores = fused_rollout(fused, opts.discard_ratio, opts.query, opts.start_layer)
+        else:
+            scores = attention_rollout(attentions, head_fusion, opts.discard_ratio, opts.query, opts.start_layer)
         proposal = dppm.propose(scores, self._grid, self._patch, opts.threshold(scale))
         return scores.view(-1, *self._grid), proposal
 
@@ -279,7 +284,7 @@ class RamsTrans(FGVCModel):
                 crop = dppm.crop_and_resize(x_dev, box.to(device), self._size)
                 logits, attentions = vitlib.forward_scale(self.vit, crop, self.cls_token(s), False, "heads")
                 crop, logits, attentions = crop.cpu(), logits.float().cpu(), tuple(a.float().cpu() for a in attentions)
-            rollout, proposal = self._propose(attentions, opts, s, opts.head_fusion)
+            rollout, proposal = self._propose(state if s == 0 else attentions, opts, s, opts.head_fusion)
             original = None
             if original_size is not None and preprocess is not None:
                 original = dppm.boxes_to_original(box, original_size, preprocess)
