@@ -13,7 +13,7 @@ from fgvc_core.app.sidebar import Selection, render_sidebar
 from fgvc_core.app.views import download_png, figure_download, image_with_download, slug, timing_caption
 from fgvc_core.explain.figures import attention_layers_figure, rollout_figure
 from fgvc_core.explain.overlay import figure_to_png_bytes, overlay_heatmap
-from fgvc_core.explain.rollout import HEAD_FUSIONS, QUERIES, attention_rollout, gradient_rollout
+from fgvc_core.explain.rollout import HEAD_FUSIONS, QUERIES, attention_rollout, fused_rollout, gradient_rollout
 
 QUERY_LABELS = {"cls": "CLS row (paper)", "mean": "mean of all rows (official code)"}
 
@@ -57,7 +57,11 @@ def rollout_panel(loaded: LoadedModel, image: ImageChoice, selection: Selection)
     sc = base.scales[scale]
     grid = tuple(sc.rollout.shape[-2:])
     rgb = render.scale_input(base, scale, loaded.preprocess)
-    rollout, ms = timed(lambda: attention_rollout(sc.attentions, fusion, discard, query, start)[0].reshape(grid))
+    if scale == 0:  # the trace state keeps scale 1's head-fused maps: the controls rerun only the chain
+        fused = base.cache.fused_attention(fusion)
+        rollout, ms = timed(lambda: fused_rollout(fused, discard, query, start)[0].reshape(grid))
+    else:
+        rollout, ms = timed(lambda: attention_rollout(sc.attentions, fusion, discard, query, start)[0].reshape(grid))
     target, why = selection.target_class(loaded, sc.probs)
     grads = traces.attention_gradients(loaded, image, scale, target)
     attentions, gradients, _ = grads.value
