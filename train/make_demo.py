@@ -26,10 +26,11 @@ RESUMABLE = ("last.safetensors", "last.train.safetensors", "last.json", "best.sa
 # name -> (recipe, overrides). The sweep trains every γ with one shorter, equal budget (the paper's Table 5 idea):
 # 3 epochs of 8000 fresh images, 750 steps (~25 min on one CPU core); the main run reached 91.8% after 3 epochs.
 SWEEP_BUDGET = ["train.epochs=3"]
+# CRA-SMRA comes first: the RAMS-Trans demo's hybrid embedding starts from checkpoints/cra_smra_demo.safetensors.
 DEMO_RUNS: dict[str, tuple[str, list[str]]] = {
-    "rams_trans_demo": ("rams_trans_demo", []),
     "cra_smra_demo": ("cra_smra_demo", []),
     **{f"sweep/cra_smra_gamma{g:g}": ("cra_smra_demo", [f"model.gamma={g:g}", *SWEEP_BUDGET]) for g in (0.0, 1.0, 2.0)},
+    "rams_trans_demo": ("rams_trans_demo", []),
 }
 
 

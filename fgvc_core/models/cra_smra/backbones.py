@@ -68,7 +68,8 @@ def _tv(builder_name: str) -> Callable[[], nn.Module]:
     return build
 
 
-def _resnet_tiny() -> nn.Module:
+def resnet_tiny() -> nn.Module:
+    """The demo ResNet (random init); RAMS-Trans's hybrid patch embedding reuses its stages 1-4."""
     from timm.models.resnet import BasicBlock, ResNet
 
     # timm's ResNet keeps torchvision's module names (conv1/bn1/layerN/...), so the two share state-dict keys.
@@ -76,7 +77,7 @@ def _resnet_tiny() -> nn.Module:
 
 
 _SPECS: dict[str, tuple[BackboneSpec, Callable[[], nn.Module]]] = {
-    "resnet_tiny": (BackboneSpec("resnet_tiny", (64, 32, 64, 128, 256), _STRIDES, _TIMM_RESNET_PATHS), _resnet_tiny),
+    "resnet_tiny": (BackboneSpec("resnet_tiny", (64, 32, 64, 128, 256), _STRIDES, _TIMM_RESNET_PATHS), resnet_tiny),
     "resnet18": (BackboneSpec("resnet18", (64, 64, 128, 256, 512), _STRIDES, _TV_RESNET_PATHS), _tv("resnet18")),
     "resnet34": (BackboneSpec("resnet34", (64, 64, 128, 256, 512), _STRIDES, _TV_RESNET_PATHS), _tv("resnet34")),
     "resnet50": (BackboneSpec("resnet50", (64, 256, 512, 1024, 2048), _STRIDES, _TV_RESNET_PATHS), _tv("resnet50")),

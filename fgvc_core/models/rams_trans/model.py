@@ -169,6 +169,19 @@ class RamsTrans(FGVCModel):
         names = {"vit.pos_embed", "vit.cls_token"}
         return names | {f"extra_cls_tokens.{i}" for i in range(self.num_scales - 1)}
 
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        """``vit``: every parameter, except for a hybrid embedding's ResNet layers, which form ``cnn``.
+
+        Those layers usually start pre-trained (the demo: from the CRA-SMRA demo checkpoint) while the transformer
+        starts random, so a recipe can give them a smaller learning rate (``train.lr: {cnn: …, vit: …}``); a plain
+        float lr treats both alike.
+        """
+        stem = getattr(self.vit.patch_embed.proj, "backbone", None)
+        cnn = list(stem.parameters()) if stem is not None else []
+        ids = {id(p) for p in cnn}
+        rest = [p for p in self.parameters() if id(p) not in ids]
+        return {"cnn": cnn, "vit": rest} if cnn else {"vit": rest}
+
     def load_pretrained(self, path: str | Path) -> LoadReport:
         """Load local ViT weights (timm state dict or Google ``.npz``); every CLS token starts from the file's."""
         report = vitlib.load_vit_weights(self.vit, path)

@@ -204,6 +204,8 @@ def load_vit_weights(vit: VisionTransformer, path: str | Path) -> LoadReport:
       through timm's ``checkpoint_filter_fn`` (resamples ``pos_embed`` to our grid and the patch kernel to our patch
       size), then every tensor whose name and shape fit is copied (a 1000-class head is reported, not loaded).
       A RAMS-Trans state dict (``vit.``-prefixed keys) is accepted too.
+    - for the hybrid embedding (``patch_embed="resnet_tiny"``), a CRA-SMRA checkpoint or a resnet_tiny state dict
+      initialises the embedding's ResNet layers (every one of them must be found); the transformer stays random.
 
     Raises:
         CheckpointError: missing/unreadable file, or nothing in it fits this ViT.
@@ -216,6 +218,9 @@ def load_vit_weights(vit: VisionTransformer, path: str | Path) -> LoadReport:
     if path.suffix.lower() == ".npz":
         return _load_npz(vit, path)
     state = read_state_dict(path)
+    if hasattr(vit.patch_embed, "load_backbone_state") and not any(key.startswith("vit.") for key in state):
+        # a hybrid ViT starting from a CNN's layers (a CRA-SMRA checkpoint or a resnet_tiny state dict)
+        return vit.patch_embed.load_backbone_state(state, path.name)
     if all(key.startswith("vit.") for key in state if not key.startswith("extra_cls_tokens.")):
         state = {key[len("vit.") :]: value for key, value in state.items() if key.startswith("vit.")}
     try:
