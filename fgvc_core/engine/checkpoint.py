@@ -78,7 +78,8 @@ def _atomic_write(path: Path, write: Any) -> None:
             os.unlink(tmp)
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file, read in chunks."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -136,13 +137,13 @@ def save_checkpoint(
         format_version=FORMAT_VERSION,
         code_version=code_version(),
         model={"name": model.model_name, "config": model.config},
-        weights={"file": path.name, "dtype": dtype, "sha256": _sha256(path)},
+        weights={"file": path.name, "dtype": dtype, "sha256": file_sha256(path)},
     )
     if training_state is not None:
         skeleton, tensors = flatten_state(training_state)
         train_path = _train_state_path(path)
         _atomic_write(train_path, lambda tmp: save_file(tensors, str(tmp)))
-        sidecar["training_state"] = {"file": train_path.name, "structure": skeleton, "sha256": _sha256(train_path)}
+        sidecar["training_state"] = {"file": train_path.name, "structure": skeleton, "sha256": file_sha256(train_path)}
     else:
         sidecar.pop("training_state", None)
     text = json.dumps(sidecar, indent=2, sort_keys=True, allow_nan=False)
@@ -175,7 +176,7 @@ def _read_tensors(path: Path, expected_sha: str | None) -> dict[str, torch.Tenso
 
     if not path.is_file():
         raise CheckpointError(f"checkpoint file not found: {path.name}")
-    if expected_sha and _sha256(path) != expected_sha:
+    if expected_sha and file_sha256(path) != expected_sha:
         raise CheckpointError(f"{path.name} does not match its sidecar (changed or partly written)")
     try:
         return load_file(str(path), device="cpu")

@@ -86,6 +86,11 @@ def run_training(
         "dataset": {k: cfg_data[k] for k in ("name", "root", "train_split", "test_split")},
         "train_config": config,
     }
+    if config["model"].get("pretrained"):
+        # Provenance: a recipe names its starting weights by path, and the file there may change later (the RAMS
+        # demo starts from the CRA-SMRA demo checkpoint, which is re-exported when that run improves).
+        source = Path(config["model"]["pretrained"])
+        meta["pretrained"] = {"file": str(source), "sha256": ckpt.file_sha256(source)}
     if main:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
