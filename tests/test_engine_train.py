@@ -37,6 +37,7 @@ def test_training_run_writes_logs_and_loadable_checkpoints(tmp_path):
     assert meta["preprocess"]["img_size"] == 32 and meta["model"]["name"] == "rams_trans"
     assert 0.0 <= meta["metrics"]["combined_top1"] <= 1.0 and "scale2_top1" in meta["metrics"]
     assert model.config["vit_kwargs"]["depth"] == 2
+    assert "pretrained" not in meta  # nothing to trace back to
 
     kinds = [e.kind for e in events]
     assert kinds[0] == "start" and kinds[-1] == "done" and kinds.count("eval") == 2
@@ -47,6 +48,16 @@ def test_training_run_writes_logs_and_loadable_checkpoints(tmp_path):
     assert {r["name"] for r in rows} >= {"loss", "acc", "lr", "img_per_s", "combined_top1"}
     assert json.loads((run / "status.json").read_text())["kind"] == "done"
     assert any((run / "tb").iterdir())  # TensorBoard event file
+
+
+def test_a_run_from_pretrained_weights_records_their_file_and_hash(tmp_path):
+    import hashlib
+
+    first = run_training(tiny_config(tmp_path, epochs=1), show_progress=False)
+    config = tiny_config(tmp_path, epochs=1, output=str(tmp_path / "second"))
+    config["model"]["pretrained"] = str(first)
+    _, meta = fgvc_core.load_checkpoint(run_training(config, show_progress=False))
+    assert meta["pretrained"] == {"file": str(first), "sha256": hashlib.sha256(first.read_bytes()).hexdigest()}
 
 
 def test_training_reduces_the_loss_on_a_fixed_stream(tmp_path):
