@@ -49,6 +49,7 @@ def test_nothing_matching_is_an_error():
         load_matching(_net(), {"backbone.conv.weight": torch.zeros(1)})
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")  # the hostile file is pickled on purpose
 def test_missing_corrupt_and_pickled_objects_are_refused(tmp_path):
     with pytest.raises(CheckpointError, match="not found"):
         read_state_dict(tmp_path / "nope.pth")
