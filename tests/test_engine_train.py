@@ -114,6 +114,24 @@ def test_sigkill_mid_epoch_then_resume_gives_the_uninterrupted_weights(tmp_path)
         assert torch.equal(a[key], b[key]), key
 
 
+def test_a_torn_last_checkpoint_resumes_from_the_previous_whole_set(tmp_path):
+    base = tiny_config(tmp_path, epochs=2, checkpoint_every_steps=1, eval_every=100, workers=0)
+    straight = dict(base, train=dict(base["train"], output=str(tmp_path / "straight")))
+    torn = dict(base, train=dict(base["train"], output=str(tmp_path / "torn")))
+    run_training(straight, show_progress=False)
+    run_training(torn, show_progress=False)
+    run = tmp_path / "torn"
+    prev = json.loads((run / "last.prev.json").read_text())
+    assert prev["step"] == json.loads((run / "last.json").read_text())["step"] - 1 == 7  # 2 epochs x 4 steps
+    # A kill between the renames of the last save: its new weights beside the sidecar of the save before.
+    (run / "last.json").write_text((run / "last.prev.json").read_text())
+    with pytest.raises(fgvc_core.CheckpointError, match="does not match its sidecar"):
+        fgvc_core.load_checkpoint(run / "last.safetensors")
+    run_training(torn, resume=True, show_progress=False)  # falls back to last.prev.*, redoes step 8
+    a, b = _weights(tmp_path / "straight" / "last.safetensors"), _weights(run / "last.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
 @pytest.mark.slow
 def test_two_process_ddp_matches_one_process_with_the_same_global_batch(tmp_path):
     base = tiny_config(tmp_path, epochs=1, eval_every=100, batch_size=8)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import tempfile
 from pathlib import Path
@@ -60,24 +61,6 @@ def code_version() -> str:
     return f"{__version__}+g{sha}" if sha else __version__
 
 
-def _atomic_write(path: Path, write: Any) -> None:
-    """Call ``write(tmp_path)`` and rename the result onto ``path``; the temp file never outlives a failure."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide checkpoints from the rest of a lab group
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def file_sha256(path: Path) -> str:
     """Hex SHA-256 of a file, read in chunks."""
     digest = hashlib.sha256()
@@ -94,8 +77,14 @@ def save_checkpoint(
     *,
     dtype: str = "float32",
     training_state: dict[str, Any] | None = None,
+    keep_previous: bool = False,
 ) -> Path:
     """Write ``model`` and ``meta`` atomically; return the weights path.
+
+    Each file is replaced atomically, but a checkpoint is two or three files, so a crash between their renames
+    leaves a torn set (new weights, old sidecar), which the sidecar's hashes reveal. ``keep_previous=True`` (the
+    trainer's ``last``) first hard-links the current set to ``<stem>.prev.*`` and only then renames the new files
+    in: at every instant one of the two sets is whole, and :func:`previous_path` names the fallback.
 
     Args:
         model: an ``FGVCModel`` (its ``model_name`` and ``config`` go to the sidecar so it can be rebuilt); a DDP or
@@ -129,26 +118,97 @@ def save_checkpoint(
         if tensor.is_floating_point():
             tensor = tensor.to(_DTYPES[dtype])
         weights[key] = tensor.contiguous()
-    _atomic_write(path, lambda tmp: save_file(weights, str(tmp)))
+    staged = _Staged(path.parent)
+    try:
+        weights_tmp = staged.write(lambda tmp: save_file(weights, str(tmp)))
+        sidecar, renames = _sidecar(model, path, meta, dtype, weights_tmp, training_state, staged)
+        text = json.dumps(sidecar, indent=2, sort_keys=True, allow_nan=False)
+        renames.append((staged.write(lambda tmp: tmp.write_text(text)), sidecar_path(path)))  # the sidecar goes last
+        if keep_previous and path.exists() and sidecar_path(path).exists():
+            for _, final in renames:
+                if final.exists():
+                    _replace_with_link(final, _previous_name(final, path))
+        for tmp, final in renames:
+            os.replace(tmp, final)
+    finally:
+        staged.cleanup()
+    return path
 
+
+def previous_path(path: str | Path) -> Path:
+    """``last.safetensors`` -> ``last.prev.safetensors``: the set ``keep_previous`` kept before the latest write."""
+    path = Path(path)
+    return path.with_name(path.stem + ".prev.safetensors")
+
+
+def _previous_name(final: Path, weights: Path) -> Path:
+    prev = previous_path(weights)
+    if final == weights:
+        return prev
+    if final == sidecar_path(weights):
+        return sidecar_path(prev)
+    return _train_state_path(prev)
+
+
+def _replace_with_link(source: Path, target: Path) -> None:
+    """Atomically make ``target`` the same file as ``source`` (a hard link; a copy where links are refused)."""
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.link")
+    if tmp.exists():
+        tmp.unlink()
+    try:
+        os.link(source, tmp)
+    except OSError:
+        shutil.copy2(source, tmp)
+    os.replace(tmp, target)
+
+
+class _Staged:
+    """Temporary files written (and fsynced) beside their targets, renamed in later, removed on failure."""
+
+    def __init__(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.folder, self.paths = folder, []
+
+    def write(self, write: Any) -> Path:
+        fd, tmp = tempfile.mkstemp(prefix=".ckpt.", suffix=".tmp", dir=self.folder)
+        os.close(fd)
+        self.paths.append(Path(tmp))
+        write(Path(tmp))
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide checkpoints from the rest of a lab group
+        return Path(tmp)
+
+    def cleanup(self) -> None:
+        for tmp in self.paths:
+            if tmp.exists():
+                tmp.unlink()
+
+
+def _sidecar(model, path: Path, meta, dtype: str, weights_tmp: Path, training_state, staged: _Staged):
+    """The sidecar dict for the staged files, and the (temporary, final) renames of the data files."""
+    from safetensors.torch import save_file
+
+    renames = [(weights_tmp, path)]
     sidecar = dict(meta or {})
     sidecar.update(
         format=FORMAT,
         format_version=FORMAT_VERSION,
         code_version=code_version(),
         model={"name": model.model_name, "config": model.config},
-        weights={"file": path.name, "dtype": dtype, "sha256": file_sha256(path)},
+        weights={"file": path.name, "dtype": dtype, "sha256": file_sha256(weights_tmp)},
     )
     if training_state is not None:
         skeleton, tensors = flatten_state(training_state)
         train_path = _train_state_path(path)
-        _atomic_write(train_path, lambda tmp: save_file(tensors, str(tmp)))
-        sidecar["training_state"] = {"file": train_path.name, "structure": skeleton, "sha256": file_sha256(train_path)}
+        train_tmp = staged.write(lambda tmp: save_file(tensors, str(tmp)))
+        renames.append((train_tmp, train_path))
+        sidecar["training_state"] = {"file": train_path.name, "structure": skeleton, "sha256": file_sha256(train_tmp)}
     else:
         sidecar.pop("training_state", None)
-    text = json.dumps(sidecar, indent=2, sort_keys=True, allow_nan=False)
-    _atomic_write(sidecar_path(path), lambda tmp: tmp.write_text(text))
-    return path
+    return sidecar, renames
 
 
 def read_meta(path: str | Path) -> dict[str, Any]:
@@ -248,5 +308,6 @@ def load_training_state(path: str | Path) -> dict[str, Any] | None:
     info = meta.get("training_state")
     if not info:
         return None
-    tensors = _read_tensors(path.with_name(info["file"]), info.get("sha256"))
+    # the name beside the weights, not info["file"]: a renamed trio (last.prev.*) keeps working; the hash decides
+    tensors = _read_tensors(_train_state_path(path), info.get("sha256"))
     return unflatten_state(info["structure"], tensors)

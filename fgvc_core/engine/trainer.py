@@ -79,7 +79,7 @@ def run_training(
     state = TrainState()
     last_path, best_path = out / "last.safetensors", out / "best.safetensors"
     if resume and last_path.exists():
-        state = _restore(last_path, model, optimizer, scheduler, scaler, device)
+        state = _restore_latest(last_path, model, optimizer, scheduler, scaler, device)
     meta = {
         "classes": classes,
         "preprocess": preprocess,
@@ -121,7 +121,10 @@ def run_training(
                 "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             }
         extra = {**meta, "metrics": metrics or {}, "epoch": state.epoch, "step": state.step}
-        ckpt.save_checkpoint(model, path, extra, dtype=cfg_train["save_dtype"], training_state=training_state)
+        ckpt.save_checkpoint(
+            model, path, extra, dtype=cfg_train["save_dtype"], training_state=training_state,
+            keep_previous=path == last_path,  # a kill between the renames must leave one whole set to resume
+        )  # fmt: skip
         logger.log(ProgressEvent("checkpoint", state.epoch, state.step, total_steps, message=str(path)))
 
     every = cfg_train["checkpoint_every_steps"]
@@ -189,6 +192,18 @@ def run_training(
         logger.close()
         cleanup()
     return best_path
+
+
+def _restore_latest(path: Path, model, optimizer, scheduler, scaler, device) -> TrainState:
+    """Resume from ``last``; if a kill tore it (files from two saves), from the whole set kept before it."""
+    try:
+        return _restore(path, model, optimizer, scheduler, scaler, device)
+    except ckpt.CheckpointError as exc:
+        previous = ckpt.previous_path(path)
+        if not previous.exists():
+            raise
+        print(f"{path.name}: {exc}; resuming from {previous.name}, the checkpoint saved before it")
+        return _restore(previous, model, optimizer, scheduler, scaler, device)
 
 
 def _restore(path: Path, model, optimizer, scheduler, scaler, device) -> TrainState:
