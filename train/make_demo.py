@@ -21,6 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 WIP = ROOT / "train" / "wip_runs"
 RESUMABLE = ("last.safetensors", "last.train.safetensors", "last.json", "best.safetensors", "best.json",
+             "last.prev.safetensors", "last.prev.train.safetensors", "last.prev.json",  # resume's fallback set
              "metrics.csv", "config.yaml", "status.json")  # fmt: skip
 
 # name -> (recipe, overrides). The sweep trains every γ with one shorter, equal budget (the paper's Table 5 idea):
