@@ -118,17 +118,24 @@ def save_checkpoint(
         if tensor.is_floating_point():
             tensor = tensor.to(_DTYPES[dtype])
         weights[key] = tensor.contiguous()
+    train_path = _train_state_path(path)
     staged = _Staged(path.parent)
     try:
-        weights_tmp = staged.write(lambda tmp: save_file(weights, str(tmp)))
-        sidecar, renames = _sidecar(model, path, meta, dtype, weights_tmp, training_state, staged)
-        text = json.dumps(sidecar, indent=2, sort_keys=True, allow_nan=False)
-        renames.append((staged.write(lambda tmp: tmp.write_text(text)), sidecar_path(path)))  # the sidecar goes last
+        renames = {path: staged.write(lambda tmp: save_file(weights, str(tmp)))}
+        train_info = None
+        if training_state is not None:
+            skeleton, tensors = flatten_state(training_state)
+            renames[train_path] = staged.write(lambda tmp: save_file(tensors, str(tmp)))
+            train_info = {"file": train_path.name, "structure": skeleton, "sha256": file_sha256(renames[train_path])}
+        text = _sidecar_text(model, path, meta, dtype, file_sha256(renames[path]), train_info)
+        renames[sidecar_path(path)] = staged.write(lambda tmp: tmp.write_text(text))  # dicts keep order: it goes last
         if keep_previous and path.exists() and sidecar_path(path).exists():
-            for _, final in renames:
+            prev = previous_path(path)
+            kept = {path: prev, train_path: _train_state_path(prev), sidecar_path(path): sidecar_path(prev)}
+            for final in renames:
                 if final.exists():
-                    _replace_with_link(final, _previous_name(final, path))
-        for tmp, final in renames:
+                    _replace_with_link(final, kept[final])
+        for final, tmp in renames.items():
             os.replace(tmp, final)
     finally:
         staged.cleanup()
@@ -139,15 +146,6 @@ def previous_path(path: str | Path) -> Path:
     """``last.safetensors`` -> ``last.prev.safetensors``: the set ``keep_previous`` kept before the latest write."""
     path = Path(path)
     return path.with_name(path.stem + ".prev.safetensors")
-
-
-def _previous_name(final: Path, weights: Path) -> Path:
-    prev = previous_path(weights)
-    if final == weights:
-        return prev
-    if final == sidecar_path(weights):
-        return sidecar_path(prev)
-    return _train_state_path(prev)
 
 
 def _replace_with_link(source: Path, target: Path) -> None:
@@ -187,28 +185,20 @@ class _Staged:
                 tmp.unlink()
 
 
-def _sidecar(model, path: Path, meta, dtype: str, weights_tmp: Path, training_state, staged: _Staged):
-    """The sidecar dict for the staged files, and the (temporary, final) renames of the data files."""
-    from safetensors.torch import save_file
-
-    renames = [(weights_tmp, path)]
+def _sidecar_text(model, path: Path, meta, dtype: str, weights_sha: str, train_info: dict | None) -> str:
+    """The JSON sidecar: the caller's meta plus format, code version, model config and the files' hashes."""
     sidecar = dict(meta or {})
     sidecar.update(
         format=FORMAT,
         format_version=FORMAT_VERSION,
         code_version=code_version(),
         model={"name": model.model_name, "config": model.config},
-        weights={"file": path.name, "dtype": dtype, "sha256": file_sha256(weights_tmp)},
+        weights={"file": path.name, "dtype": dtype, "sha256": weights_sha},
     )
-    if training_state is not None:
-        skeleton, tensors = flatten_state(training_state)
-        train_path = _train_state_path(path)
-        train_tmp = staged.write(lambda tmp: save_file(tensors, str(tmp)))
-        renames.append((train_tmp, train_path))
-        sidecar["training_state"] = {"file": train_path.name, "structure": skeleton, "sha256": file_sha256(train_tmp)}
-    else:
-        sidecar.pop("training_state", None)
-    return sidecar, renames
+    sidecar.pop("training_state", None)
+    if train_info is not None:
+        sidecar["training_state"] = train_info
+    return json.dumps(sidecar, indent=2, sort_keys=True, allow_nan=False)
 
 
 def read_meta(path: str | Path) -> dict[str, Any]:

@@ -46,10 +46,9 @@ def fuse_layers(attentions: Sequence[torch.Tensor] | torch.Tensor, head_fusion: 
     """Head-fused ``(L, B, N, N)`` float maps, fusing one layer at a time (reads every head once, copies none).
 
     The rollout of a fixed input is a function of these maps alone, so a caller that re-runs it with other
-    options (the DPPM threshold slider) can fuse once and pass the result back as ``(L, B, 1, N, N)``.
+    options (the DPPM threshold slider) can fuse once and pass the result to :func:`fused_rollout`. An unknown
+    ``head_fusion`` raises ConfigError (from :func:`fuse_heads`).
     """
-    if head_fusion not in HEAD_FUSIONS:
-        raise ConfigError(f"head_fusion must be one of {', '.join(HEAD_FUSIONS)}, got {head_fusion!r}")
     return torch.stack([fuse_heads(a.float(), head_fusion) for a in _layers(attentions, "attentions")])
 
 
