@@ -57,7 +57,15 @@ def test_a_run_from_pretrained_weights_records_their_file_and_hash(tmp_path):
     config = tiny_config(tmp_path, epochs=1, output=str(tmp_path / "second"))
     config["model"]["pretrained"] = str(first)
     _, meta = fgvc_core.load_checkpoint(run_training(config, show_progress=False))
-    assert meta["pretrained"] == {"file": str(first), "sha256": hashlib.sha256(first.read_bytes()).hexdigest()}
+    recorded = {"file": str(first), "sha256": hashlib.sha256(first.read_bytes()).hexdigest()}
+    assert meta["pretrained"] == recorded
+    # The file at that path changes (re-exported); the resumed run still names the weights it started from.
+    run_training(tiny_config(tmp_path, epochs=1, seed=7), show_progress=False)
+    assert hashlib.sha256(first.read_bytes()).hexdigest() != recorded["sha256"]
+    config["train"]["epochs"] = 2  # continue the finished run for one more epoch
+    run_training(config, resume=True, show_progress=False)
+    last = json.loads((tmp_path / "second" / "last.json").read_text())
+    assert last["step"] == 8 and last["pretrained"] == recorded
 
 
 def test_training_reduces_the_loss_on_a_fixed_stream(tmp_path):

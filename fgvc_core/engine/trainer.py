@@ -78,19 +78,27 @@ def run_training(
 
     state = TrainState()
     last_path, best_path = out / "last.safetensors", out / "best.safetensors"
+    restored = None
     if resume and last_path.exists():
-        state = _restore_latest(last_path, model, optimizer, scheduler, scaler, device)
+        state, restored = _restore_latest(last_path, model, optimizer, scheduler, scaler, device)
     meta = {
         "classes": classes,
         "preprocess": preprocess,
         "dataset": {k: cfg_data[k] for k in ("name", "root", "train_split", "test_split")},
         "train_config": config,
     }
-    if config["model"].get("pretrained"):
-        # Provenance: a recipe names its starting weights by path, and the file there may change later (the RAMS
-        # demo starts from the CRA-SMRA demo checkpoint, which is re-exported when that run improves).
+    # Provenance: a recipe names its starting weights by path, and the file there may change later (the RAMS demo
+    # starts from the CRA-SMRA demo checkpoint, which is re-exported when that run improves). A resumed run keeps
+    # the hash recorded when it started, not that of whatever file is at the path now.
+    if restored is not None:
+        provenance = ckpt.read_meta(restored).get("pretrained")
+    elif config["model"].get("pretrained"):
         source = Path(config["model"]["pretrained"])
-        meta["pretrained"] = {"file": str(source), "sha256": ckpt.file_sha256(source)}
+        provenance = {"file": str(source), "sha256": ckpt.file_sha256(source)}
+    else:
+        provenance = None
+    if provenance is not None:
+        meta["pretrained"] = provenance
     if main:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
@@ -194,16 +202,19 @@ def run_training(
     return best_path
 
 
-def _restore_latest(path: Path, model, optimizer, scheduler, scaler, device) -> TrainState:
-    """Resume from ``last``; if a kill tore it (files from two saves), from the whole set kept before it."""
+def _restore_latest(path: Path, model, optimizer, scheduler, scaler, device) -> tuple[TrainState, Path]:
+    """Resume from ``last``; if a kill tore it (files from two saves), from the whole set kept before it.
+
+    Returns the restored state and the checkpoint it came from.
+    """
     try:
-        return _restore(path, model, optimizer, scheduler, scaler, device)
+        return _restore(path, model, optimizer, scheduler, scaler, device), path
     except ckpt.CheckpointError as exc:
         previous = ckpt.previous_path(path)
         if not previous.exists():
             raise
         print(f"{path.name}: {exc}; resuming from {previous.name}, the checkpoint saved before it")
-        return _restore(previous, model, optimizer, scheduler, scaler, device)
+        return _restore(previous, model, optimizer, scheduler, scaler, device), previous
 
 
 def _restore(path: Path, model, optimizer, scheduler, scaler, device) -> TrainState:
