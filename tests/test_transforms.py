@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import numpy as np
@@ -15,7 +16,9 @@ from fgvc_core.data.transforms import (
     IMAGENET_STD,
     PRESETS,
     denormalize,
+    describe_preprocess,
     input_box_to_original,
+    kept_fraction,
     original_box_to_input,
     preprocess_config,
 )
@@ -29,11 +32,14 @@ def _gradient(width: int, height: int) -> Image.Image:
 
 # -------------------------------------------------------------------------------------------------- presets
 def test_presets_follow_the_papers() -> None:
+    # Official RAMS-Trans code: Resize((600, 600)) -> RandomCrop(448); CRA-SMRA paper: 550 x 550 -> centre 448, and
+    # its training augments only by a horizontal flip (centre crop in training too).
     assert preprocess_config("rams_trans") == {
-        "preset": "rams_trans", "resize": 600, "img_size": 448, "crop": "center", "interpolation": "bilinear",
-        "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD),
+        "preset": "rams_trans", "resize": 600, "img_size": 448, "crop": "center", "resize_mode": "square",
+        "train_crop": "random", "interpolation": "bilinear", "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD),
     }  # fmt: skip
-    assert (preprocess_config("cra_smra")["resize"], preprocess_config("cra_smra")["img_size"]) == (550, 448)
+    cra = preprocess_config("cra_smra")
+    assert (cra["resize"], cra["img_size"], cra["resize_mode"], cra["train_crop"]) == (550, 448, "square", "center")
     demo = preprocess_config("demo")
     assert (demo["resize"], demo["img_size"], demo["crop"]) == (224, 224, "none")
     assert set(PRESETS) == {"rams_trans", "cra_smra", "demo"}
@@ -53,8 +59,58 @@ def test_bad_preset_arguments(preset: str, img_size) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- transforms
-def test_test_transform_is_resize_centre_crop_normalise() -> None:
+def test_square_test_transform_is_square_resize_centre_crop_normalise() -> None:
     cfg = preprocess_config("rams_trans", img_size=32)  # resize 43 (600 * 32 / 448 = 42.86 -> 43)
+    image = _gradient(80, 50)
+    out = build_transform(cfg)(image)
+    # naive re-computation with PIL: both sides to 43 (aspect ratio not kept), centre crop 32
+    resized = image.resize((43, 43), Image.BILINEAR, reducing_gap=None)
+    left = top = round((43 - 32) / 2)
+    crop = np.asarray(resized.crop((left, top, left + 32, top + 32))).astype(np.float32) / 255
+    expected = (crop - np.array(IMAGENET_MEAN)) / np.array(IMAGENET_STD)
+    np.testing.assert_allclose(out.permute(1, 2, 0).numpy(), expected, atol=0.05)
+
+
+def test_square_resize_keeps_more_of_a_wide_image_than_the_short_side_rule() -> None:
+    """The issue's numbers: on a 1.6:1 image the short-side rule keeps ~35 %, the papers' square rule ~56 %."""
+    square = preprocess_config("rams_trans")
+    short = preprocess_config("rams_trans", resize_mode="short_side")
+    wide = (1600, 1000)
+    assert kept_fraction(wide, square) == pytest.approx((448 / 600) ** 2, abs=1e-3)  # 0.557
+    assert kept_fraction(wide, short) == pytest.approx(448 * 448 / (960 * 600), abs=1e-3)  # 0.348
+    assert kept_fraction((640, 480), preprocess_config("cra_smra")) == pytest.approx((448 / 550) ** 2, abs=1e-3)
+    assert kept_fraction(wide, preprocess_config("demo")) == 1.0
+    assert describe_preprocess(square) == "resized to 600x600 (aspect ratio not kept), then centre-cropped to 448x448"
+    assert describe_preprocess(short).startswith("short side resized to 600 (aspect ratio kept)")
+    assert describe_preprocess(preprocess_config("demo")) == "resized to 224x224 (aspect ratio not kept), no crop"
+
+
+def test_a_sidecar_without_resize_mode_keeps_the_short_side_rule_it_was_trained_with() -> None:
+    legacy = {
+        k: v for k, v in preprocess_config("rams_trans", img_size=32).items() if k not in ("resize_mode", "train_crop")
+    }
+    image = _gradient(80, 50)
+    explicit = {**legacy, "resize_mode": "short_side", "train_crop": "random"}
+    assert torch.equal(build_transform(legacy)(image), build_transform(explicit)(image))
+
+
+def test_cra_smra_paper_recipe_centre_crops_in_training_and_only_flips() -> None:
+    cfg = preprocess_config("cra_smra", img_size=32)
+    image = _gradient(80, 50)
+    train, test = build_transform(cfg, train=True), build_transform(cfg)
+    ref = test(image)
+    torch.manual_seed(0)
+    outs = [train(image) for _ in range(10)]
+    assert all(torch.allclose(o, ref) or torch.allclose(o, ref.flip(-1)) for o in outs)
+    assert any(torch.allclose(o, ref.flip(-1)) for o in outs) and any(torch.allclose(o, ref) for o in outs)
+    random_crop = build_transform({**cfg, "train_crop": "random"}, train=True)
+    assert any(
+        not (torch.allclose(o, ref) or torch.allclose(o, ref.flip(-1))) for o in (random_crop(image) for _ in range(10))
+    )
+
+
+def test_short_side_test_transform_is_resize_centre_crop_normalise() -> None:
+    cfg = preprocess_config("rams_trans", img_size=32, resize_mode="short_side")
     image = _gradient(80, 50)
     out = build_transform(cfg)(image)
     assert out.shape == (3, 32, 32) and out.dtype == torch.float32
@@ -118,6 +174,8 @@ def test_demo_train_only_flips() -> None:
         ({"mean": [0.5, 0.5]}, "mean"),
         ({"std": [0.2, 0.0, 0.2]}, "std"),
         ({"interpolation": "lanczos"}, "interpolation"),
+        ({"resize_mode": "long_side"}, "resize_mode"),
+        ({"train_crop": "five"}, "train_crop"),
         ({"resize": 100, "img_size": 448}, "resize"),
     ],
 )
@@ -148,8 +206,13 @@ def test_denormalize_inverts_normalisation_for_single_and_batch() -> None:
 
 
 # ---------------------------------------------------------------------------------------------- geometry
-def _expected_geometry(width: int, height: int, resize: int, size: int) -> tuple[float, float, int, int]:
-    """Independent re-computation: torchvision keeps the short side at `resize`, truncates the long side."""
+def _expected_geometry(
+    width: int, height: int, resize: int, size: int, mode: str = "short_side"
+) -> tuple[float, float, int, int]:
+    """Independent re-computation: ``square`` scales both sides to `resize`; ``short_side`` keeps the short side
+    at `resize` and truncates the long side (torchvision's rules)."""
+    if mode == "square":
+        return width / resize, height / resize, round((resize - size) / 2), round((resize - size) / 2)
     if width <= height:
         new_w, new_h = resize, int(resize * height / width)
     else:
@@ -157,22 +220,26 @@ def _expected_geometry(width: int, height: int, resize: int, size: int) -> tuple
     return width / new_w, height / new_h, round((new_w - size) / 2), round((new_h - size) / 2)
 
 
+@pytest.mark.parametrize("mode", ["square", "short_side"])
 @pytest.mark.parametrize("size", [(800, 500), (500, 800), (640, 640)])
-def test_full_input_maps_to_the_centre_crop_region(size: tuple[int, int]) -> None:
-    cfg = preprocess_config("rams_trans")
-    sx, sy, left, top = _expected_geometry(*size, 600, 448)
+def test_full_input_maps_to_the_centre_crop_region(size: tuple[int, int], mode: str) -> None:
+    cfg = preprocess_config("rams_trans", resize_mode=mode)
+    sx, sy, left, top = _expected_geometry(*size, 600, 448, mode)
     got = input_box_to_original((0, 0, 448, 448), size, cfg)
     expected = (left * sx, top * sy, (left + 448) * sx, (top + 448) * sy)
     np.testing.assert_allclose(got, expected, atol=1e-9)
-    if size == (800, 500):  # written out: resize to 960x600, crop at (256, 76), scale 800/960
+    if size == (800, 500) and mode == "short_side":  # written out: resize to 960x600, crop at (256, 76)
         np.testing.assert_allclose(got, (213.3333, 63.3333, 586.6667, 436.6667), atol=1e-3)
+    if size == (800, 500) and mode == "square":  # resize to 600x600, crop at (76, 76), scales 800/600, 500/600
+        np.testing.assert_allclose(got, (101.3333, 63.3333, 698.6667, 436.6667), atol=1e-3)
 
 
+@pytest.mark.parametrize("mode", ["square", "short_side"])
 @pytest.mark.parametrize("preset", ["rams_trans", "cra_smra", "demo"])
 @pytest.mark.parametrize("size", [(800, 500), (500, 800), (300, 300)])
-def test_drawn_box_round_trips_through_the_test_transform(preset: str, size: tuple[int, int]) -> None:
+def test_drawn_box_round_trips_through_the_test_transform(preset: str, size: tuple[int, int], mode: str) -> None:
     """Draw a box, run the real test transform, find it in the input, map back: within ~1.5 input pixels."""
-    cfg = preprocess_config(preset, img_size=112 if preset != "demo" else 96)
+    cfg = preprocess_config(preset, img_size=112 if preset != "demo" else 96, resize_mode=mode)
     width, height = size
     box = (int(width * 0.40), int(height * 0.35), int(width * 0.62), int(height * 0.70))  # inside every crop
     image = Image.new("RGB", size, (0, 0, 0))
@@ -181,7 +248,7 @@ def test_drawn_box_round_trips_through_the_test_transform(preset: str, size: tup
     ys, xs = torch.nonzero(x > 0.5, as_tuple=True)
     found = (xs.min().item(), ys.min().item(), xs.max().item() + 1, ys.max().item() + 1)
     back = input_box_to_original(found, size, cfg)
-    sx, sy, _, _ = _expected_geometry(width, height, cfg["resize"], cfg["img_size"])
+    sx, sy, _, _ = _expected_geometry(width, height, cfg["resize"], cfg["img_size"], mode)
     if cfg["crop"] == "none":
         sx, sy = width / cfg["img_size"], height / cfg["img_size"]
     tol = np.array([sx, sy, sx, sy]) * 1.5
@@ -196,13 +263,18 @@ def test_boxes_are_clipped_to_the_image() -> None:
     assert input_box_to_original((-10, -5, 150, 120), (400, 300), cfg) == (0.0, 0.0, 400.0, 300.0)
     cfg = preprocess_config("rams_trans", img_size=448)
     x0, y0, x1, y1 = original_box_to_input((0, 0, 800, 500), (800, 500), cfg)
+    assert (x0, y0, x1, y1) == (0.0, 0.0, 448.0, 448.0)  # the crop cuts the borders off: clipped to the input
+    cfg = preprocess_config("rams_trans", img_size=448, resize_mode="short_side")
+    x0, y0, x1, y1 = original_box_to_input((0, 0, 800, 500), (800, 500), cfg)
     assert (x0, y0, x1, y1) == (0.0, 0.0, 448.0, 448.0)  # the crop cuts the sides off: clipped to the input
 
 
 def test_input_and_original_maps_are_inverse() -> None:
-    cfg = preprocess_config("cra_smra")
     rng = np.random.default_rng(0)
-    for size in [(800, 500), (500, 800), (1024, 333)]:
+    for cfg, size in itertools.product(
+        [preprocess_config("cra_smra"), preprocess_config("cra_smra", resize_mode="short_side")],
+        [(800, 500), (500, 800), (1024, 333)],
+    ):
         for _ in range(5):
             a, b = sorted(rng.uniform(0, 448, 2)), sorted(rng.uniform(0, 448, 2))
             box = (a[0], b[0], a[1], b[1])
