@@ -11,6 +11,7 @@ from scipy.ndimage import gaussian_filter
 
 from fgvc_core.errors import ConfigError
 from fgvc_core.explain import metrics as M
+from fgvc_core.explain import perturbation as P
 from tests.naive import naive_bilinear
 
 # ------------------------------------------------------------------------------------------ naive helpers
@@ -281,14 +282,14 @@ def test_deletion_insertion_analytic_one_hot():
     a = torch.zeros(4, 4, dtype=torch.float64)
     a[1, 1] = 1.0
     images = torch.ones(1, 1, 4, 4)
-    out = M.deletion_insertion_auc(weighted_model(a), images, a[None], steps=4, deletion_substrate="zero",
+    out = P.deletion_insertion_auc(weighted_model(a), images, a[None], steps=4, deletion_substrate="zero",
                                    insertion_substrate="zero")  # fmt: skip
     np.testing.assert_allclose(out["fractions"], [0, 0.25, 0.5, 0.75, 1.0])
     np.testing.assert_allclose(out["deletion_curve"][0], [1, 0, 0, 0, 0])
     assert out["deletion_auc"][0] == pytest.approx(0.5 * 0.25)  # the one pixel goes first
     assert out["insertion_auc"][0] == pytest.approx(0.5 * 0.25 + 0.75)
     # An uninformative (constant) map removes pixels in row-major order: pixel 5 goes at step 2 (n = 8).
-    flat = M.deletion_insertion_auc(weighted_model(a), images, torch.ones(1, 2, 2), steps=4,
+    flat = P.deletion_insertion_auc(weighted_model(a), images, torch.ones(1, 2, 2), steps=4,
                                     deletion_substrate="zero", insertion_substrate="zero")  # fmt: skip
     np.testing.assert_allclose(flat["deletion_curve"][0], [1, 1, 0, 0, 0])
     assert flat["deletion_auc"][0] == pytest.approx(0.25 + 0.125)
@@ -301,7 +302,7 @@ def test_deletion_insertion_matches_naive_with_mean_substrate():
     weights /= weights.sum()
     images = torch.rand(b, 3, h, w, dtype=torch.float64)
     maps = torch.rand(b, h, w)
-    out = M.deletion_insertion_auc(weighted_model(weights), images, maps, target_classes=[0, 0], steps=7,
+    out = P.deletion_insertion_auc(weighted_model(weights), images, maps, target_classes=[0, 0], steps=7,
                                    deletion_substrate="mean", insertion_substrate="zero")  # fmt: skip
     counts = [round(k * h * w / 7) for k in range(8)]
     xs = np.array(counts) / (h * w)
@@ -315,7 +316,7 @@ def test_deletion_insertion_matches_naive_with_mean_substrate():
         assert out["deletion_auc"][i] == pytest.approx(naive_trapezoid(xs, d), rel=1e-10)
         assert out["insertion_auc"][i] == pytest.approx(naive_trapezoid(xs, ins), rel=1e-10)
     # Target class 1 scores 1 - p, and a low-resolution map is upsampled before ranking.
-    out1 = M.deletion_insertion_auc(weighted_model(weights), images, maps, target_classes=1, steps=7,
+    out1 = P.deletion_insertion_auc(weighted_model(weights), images, maps, target_classes=1, steps=7,
                                     deletion_substrate="mean", insertion_substrate="zero")  # fmt: skip
     np.testing.assert_allclose(out1["deletion_curve"], 1 - out["deletion_curve"], rtol=1e-10)
 
@@ -326,7 +327,7 @@ def test_insertion_canvas_is_a_gaussian_blur():
     weights[3, 4] = 1.0  # the model reads one pixel
     images = torch.rand(1, 1, 8, 8, dtype=torch.float64)
     maps = torch.zeros(1, 8, 8)  # nothing relevant: ranks in row-major order; pixel 28 is inserted at step 4 of 8
-    out = M.deletion_insertion_auc(weighted_model(weights), images, maps, steps=8, target_classes=0,
+    out = P.deletion_insertion_auc(weighted_model(weights), images, maps, steps=8, target_classes=0,
                                    deletion_substrate="blur", insertion_substrate="blur", blur_sigma=1.0)  # fmt: skip
     blurred = gaussian_filter(images[0, 0].numpy(), sigma=1.0, mode="mirror", truncate=3.0)
     value, blur_value = images[0, 0, 3, 4].item(), blurred[3, 4]
@@ -356,7 +357,7 @@ def test_road_matches_the_library_combined_score():
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
     images, good = _region_inputs()
-    ours = M.road_scores(region_model, images, good, target_classes=[0], percentiles=(40, 80), seed=7)
+    ours = P.road_scores(region_model, images, good, target_classes=[0], percentiles=(40, 80), seed=7)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(7)
         lib = ROADCombined(percentiles=[40, 80])(images, good.numpy(), [ClassifierOutputTarget(0)], region_model)
@@ -367,8 +368,8 @@ def test_road_matches_the_library_combined_score():
 def test_road_rewards_the_map_on_the_deciding_region():
     images, good = _region_inputs()
     p0 = region_model(images)[0, 0].item()
-    right = M.road_scores(region_model, images, good, target_classes=[0], percentiles=(80,))
-    wrong = M.road_scores(region_model, images, good.amax() - good, target_classes=[0], percentiles=(80,))
+    right = P.road_scores(region_model, images, good, target_classes=[0], percentiles=(80,))
+    wrong = P.road_scores(region_model, images, good.amax() - good, target_classes=[0], percentiles=(80,))
     # Removing the top 20% of the right map imputes the region from its dark neighbours: the score collapses.
     assert right["morf"][0, 0] < -0.5 * p0 and abs(right["lerf"][0, 0]) < 0.05
     assert right["combined"][0] > 0.2 and wrong["combined"][0] < -0.2

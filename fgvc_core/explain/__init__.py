@@ -1,25 +1,33 @@
 """Explanations: attention rollout, per-stage CAMs (pytorch-grad-cam), overlays and explanation metrics.
 
-Public functions live in the submodules listed in ``_SUBMODULES``; they are looked up lazily so that importing
-``fgvc_core.explain`` does not import pytorch-grad-cam, timm or OpenCV until a function is used.
+The public functions are listed in ``_EXPORTS`` with the submodule that defines each, and imported on first use,
+so that ``import fgvc_core.explain`` (or ``from fgvc_core.explain import plots``) does not import pytorch-grad-cam,
+scikit-learn, timm or OpenCV until a function that needs them is used.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from fgvc_core._lazy import lazy_exports
 
-_SUBMODULES = ("rollout", "cam", "overlay", "metrics", "perturbation", "vit_cam", "occlusion", "figures", "plots")
+_MODULES = {
+    "rollout": ("attention_rollout", "fuse_heads", "fuse_layers", "fused_rollout", "gradient_rollout"),
+    "cam": ("StageCamModel", "stage_cams"),
+    "vit_cam": ("rams_trans_cam", "tokens_to_grid"),
+    "overlay": ("colorize", "draw_boxes", "export_figure", "figure_to_png_bytes", "normalize_map",
+                "overlay_heatmap", "resize_map", "to_rgb_uint8"),  # fmt: skip
+    "metrics": ("center_point_baseline", "crop_area_fraction", "crop_recall", "format_summary",
+                "gaussian_energy_baseline", "part_boxes_to_input", "part_energy", "pointing_game",
+                "random_point_baseline", "score_maps", "summarize", "summarize_scores",
+                "uniform_energy_baseline"),  # fmt: skip
+    "perturbation": ("deletion_insertion_auc", "road_scores"),
+    "occlusion": ("background_patches", "occlude_boxes"),
+    "figures": ("attention_layers_figure", "dppm_figure", "prediction_figure", "rollout_figure",
+                "stage_cam_figure"),  # fmt: skip
+    "figure_cra": ("channel_maps_figure", "cram_channels_figure", "smram_figure"),
+    "plots": ("channel_bars", "heatmap", "sweep_plot", "topk_bar", "training_curves"),
+}
+_EXPORTS = {name: f"{__name__}.{module}" for module, names in _MODULES.items() for name in names}
 
+__all__ = sorted(_EXPORTS)
 
-def __getattr__(name: str) -> Any:
-    for sub in _SUBMODULES:
-        try:
-            module = importlib.import_module(f"fgvc_core.explain.{sub}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"fgvc_core.explain.{sub}":
-                continue  # that submodule does not exist (yet)
-            raise
-        if hasattr(module, name):
-            return getattr(module, name)
-    raise AttributeError(f"module 'fgvc_core.explain' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -2,7 +2,7 @@
 
 Pure functions on maps and boxes, no model code: pointing game, part energy, crop recall, their baselines and
 summaries. The perturbation metrics that call a model (`deletion_insertion_auc`, `road_scores`) live in
-`fgvc_core.explain.perturbation` and are served from here too. Inputs are numpy arrays or torch tensors, results
+`fgvc_core.explain.perturbation`. Inputs are numpy arrays or torch tensors, results
 numpy arrays, one value per image. ``docs/explanation_metrics.md`` says how to read each number against its
 baseline.
 
@@ -408,12 +408,3 @@ def format_summary(summary: Mapping[str, Mapping[str, float]], title: str) -> st
         lines.append(f"  {key:<18} {row['mean']:.3f} ± {row['sem']:.3f}  (n={row['n']})")
     return "\n".join(lines)
 
-
-def __getattr__(name: str) -> Any:
-    # The perturbation metrics (model calls, torchvision blur, pytorch-grad-cam ROAD) live in their own module and
-    # are served from here too, lazily, so that importing the box metrics stays light.
-    if name in ("deletion_insertion_auc", "road_scores"):
-        from fgvc_core.explain import perturbation
-
-        return getattr(perturbation, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
