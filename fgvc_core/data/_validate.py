@@ -6,11 +6,17 @@ missing or which line of which file is malformed, instead of a KeyError deep ins
 
 from __future__ import annotations
 
+import math
+import os
 from collections.abc import Callable, Iterable, Sequence
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
+from fgvc_core.data.images import MISSING, NotRegularFileError, printable_path, read_regular_file, regular_file_problem
 from fgvc_core.errors import ConfigError, DatasetError
+
+MAX_ANNOTATION_BYTES = 256 * 1024 * 1024
+"""Largest annotation file (text, .mat, XML) we read; CUB's biggest, part_locs.txt, is 5.5 MB."""
 
 
 def check_split(split: str, allowed: Sequence[str], dataset: str) -> str:
@@ -50,11 +56,29 @@ def torchvision_root(root: str | Path, subfolder: str, dataset: str) -> Path:
 
 
 def require_file(path: Path, dataset: str) -> Path:
-    """Return ``path`` if it is an existing file; else raise DatasetError naming it."""
-    if not path.is_file():
-        what = "is a folder, expected a file" if path.is_dir() else "is missing"
-        raise DatasetError(f"{dataset}: required file {path} {what}")
+    """Return ``path`` if it is an existing regular file; else raise DatasetError naming it and what it is."""
+    problem = regular_file_problem(path)
+    if problem is not None:
+        what = "is a folder, expected a file" if path.is_dir() else problem
+        raise DatasetError(f"{dataset}: required file {printable_path(path)} {what}")
     return path
+
+
+def read_bytes(path: Path, dataset: str, max_bytes: int = MAX_ANNOTATION_BYTES) -> bytes:
+    """The bytes of the annotation file ``path``: a regular file of at most ``max_bytes`` (else DatasetError)."""
+    require_file(path, dataset)
+    try:
+        return read_regular_file(path, max_bytes)
+    except NotRegularFileError as exc:
+        raise DatasetError(f"{dataset}: {printable_path(path)} {exc.problem}") from None
+
+
+def read_text(path: Path, dataset: str) -> str:
+    """An annotation file as text: UTF-8, with or without a byte-order mark (Windows editors write one)."""
+    try:
+        return read_bytes(path, dataset).decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise DatasetError(f"{path}: not a UTF-8 text file") from None
 
 
 def require_dir(path: Path, dataset: str) -> Path:
@@ -67,13 +91,7 @@ def require_dir(path: Path, dataset: str) -> Path:
 
 def read_lines(path: Path, dataset: str) -> list[tuple[int, str]]:
     """Return ``(line_number, stripped_text)`` for each non-blank line of a text file (1-based numbers)."""
-    require_file(path, dataset)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise DatasetError(f"{path}: not a UTF-8 text file") from None
-    except OSError as exc:
-        raise DatasetError(f"{path}: cannot be read ({exc.strerror or type(exc).__name__})") from None
+    text = read_text(path, dataset)
     return [(n, line.strip()) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
 
 
@@ -123,11 +141,72 @@ def unique_ids(rows: Iterable[tuple[int, tuple[Any, ...]]], path: Path) -> dict[
 
 
 def check_images_exist(paths: Sequence[str | Path], listed_in: Path | str) -> None:
-    """Raise DatasetError naming the first listed image that is missing on disk (and how many are)."""
-    missing = [p for p in paths if not Path(p).is_file()]
-    if missing:
-        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
-        raise DatasetError(f"image listed in {listed_in} is missing: {missing[0]}{more}")
+    """Raise DatasetError naming the first listed image that is not a regular file on disk (and how many are not).
+
+    A FIFO, a device or a symlink loop is named as what it is, not as "missing", and refused before a DataLoader
+    worker could block on it.
+    """
+    bad = [(p, problem) for p in paths if (problem := regular_file_problem(Path(p))) is not None]
+    if bad:
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        path, problem = bad[0]
+        if problem == MISSING:
+            raise DatasetError(f"image listed in {listed_in} is missing: {printable_path(path)}{more}")
+        raise DatasetError(f"image listed in {listed_in}: {printable_path(path)} {problem}{more}")
+
+
+def require_images(paths: Sequence[Any], split: str, listed_in: Path | str, dataset: str) -> None:
+    """Raise DatasetError when a split lists no image: an empty split would train or score on nothing."""
+    if not paths:
+        raise DatasetError(f"{dataset}: split {split!r} has no images (nothing listed for it in {listed_in})")
+
+
+class ImageFolderGuard:
+    """Joins annotated image paths to the image folder and refuses any that lead outside it.
+
+    ``"../../../x.png"``, ``"/etc/passwd"`` and a symlink whose target lies elsewhere would otherwise let an
+    annotation file pull any file on the machine into a dataset. The folder itself may be a symlink (an
+    ``images/`` folder kept on another disk); what it lists may not leave it.
+    """
+
+    def __init__(self, image_dir: Path) -> None:
+        self.image_dir = image_dir
+        self._real = Path(os.path.realpath(image_dir))
+
+    def join(self, relative: str, where: str) -> Path:
+        """``image_dir / relative``, unresolved, after checking it resolves inside ``image_dir``.
+
+        Args:
+            relative: The path as the annotation file writes it.
+            where: The file and line (or entry) that lists it, for the message.
+        """
+        shown = printable_path(relative)
+        if not relative or PurePath(relative).is_absolute():
+            raise DatasetError(f"{where}: image path {shown!r} must be relative to {self.image_dir}")
+        path = self.image_dir / relative
+        try:
+            real = Path(os.path.realpath(path))  # non-strict: a missing file is reported later, by name
+        except ValueError:  # an embedded NUL
+            raise DatasetError(f"{where}: image path {shown!r} contains a NUL character") from None
+        if not real.is_relative_to(self._real):
+            raise DatasetError(f"{where}: image path {shown!r} leads outside the image folder {self.image_dir}")
+        return path
+
+
+def check_box(box: Sequence[float], where: str) -> tuple[float, float, float, float]:
+    """Return an ``(x, y, w, h)`` box if its values are finite, ``x, y >= 0`` and ``w, h > 0``; else DatasetError.
+
+    A NaN or negative box would otherwise reach crop metrics and DPPM recall as silent garbage.
+    """
+    x, y, w, h = (float(v) for v in box)
+    shown = f"(x, y, w, h) = ({x:g}, {y:g}, {w:g}, {h:g})"
+    if not all(math.isfinite(v) for v in (x, y, w, h)):
+        raise DatasetError(f"{where}: box {shown} has a value that is not a finite number")
+    if x < 0 or y < 0:
+        raise DatasetError(f"{where}: box {shown} starts at a negative coordinate")
+    if w <= 0 or h <= 0:
+        raise DatasetError(f"{where}: box {shown} has a zero or negative width or height")
+    return (x, y, w, h)
 
 
 def parse_int(text: str) -> int:

@@ -1,8 +1,10 @@
-"""FGVC-Aircraft 2013b, read by ``torchvision.datasets.FGVCAircraft``, with all three label levels at once.
+"""FGVC-Aircraft 2013b (the folder ``torchvision.datasets.FGVCAircraft`` reads), parsed here, all label levels at once.
 
-torchvision reads one annotation level per instance; this wrapper validates the folder first (torchvision raises
-a KeyError on an unknown class name), reads every level the folder has so a page can switch between variant,
-family and manufacturer without reloading, and adds the boxes from ``images_box.txt``.
+We parse the text files ourselves rather than through torchvision: its reader keeps paths and labels in private
+attributes, raises a KeyError on an unknown class name and reads one level per instance. The result matches
+torchvision's (classes from ``<level>s.txt``, samples ``(data/images/<id>.jpg, label)`` in file order); every
+level the folder has is read so a page can switch between variant, family and manufacturer without reloading,
+and the boxes come from ``images_box.txt``.
 
 Layout (``root`` holding ``fgvc-aircraft-2013b/``, or that folder itself)::
 
@@ -19,17 +21,19 @@ from pathlib import Path
 from typing import Any
 
 from PIL import Image
-from torchvision.datasets import FGVCAircraft
 
 from fgvc_core.data._base import Box, ImageListDataset
 from fgvc_core.data._validate import (
+    ImageFolderGuard,
+    check_box,
     check_choice,
     check_images_exist,
     check_split,
     parse_table,
     read_lines,
+    read_text,
     require_dir,
-    require_file,
+    require_images,
     torchvision_root,
     unique_ids,
 )
@@ -73,16 +77,19 @@ class AircraftDataset(ImageListDataset):
         self.levels: dict[str, list[str]] = {}
         per_level: dict[str, dict[str, int]] = {}
         order: list[str] = []
+        line_of: dict[str, int] = {}
         for level in present:
             self.levels[level] = _read_classes(data / _CLASS_FILES[level])
             labels_path = data / f"images_{level}_{split}.txt"
             if level != annotation_level and not labels_path.exists():
                 del self.levels[level]  # a level without this split's labels is simply not offered
                 continue
-            ids, labels = _read_labels(labels_path, self.levels[level])
+            rows = _read_labels(labels_path, self.levels[level])
             if level == annotation_level:
-                order = ids
-            per_level[level] = dict(zip(ids, labels))
+                order, line_of = [i for _, i, _ in rows], {i: n for n, i, _ in rows}
+            per_level[level] = {i: label for _, i, label in rows}
+        listed_in = data / f"images_{annotation_level}_{split}.txt"
+        require_images(order, split, listed_in, NAME)
         for level, table in per_level.items():
             if set(table) != set(order):
                 odd = sorted(set(table) ^ set(order))[0]
@@ -90,19 +97,14 @@ class AircraftDataset(ImageListDataset):
                     f"{data / f'images_{level}_{split}.txt'} and images_{annotation_level}_{split}.txt "
                     f"list different images (e.g. {odd})"
                 )
-        check_images_exist([image_dir / f"{i}.jpg" for i in order], data / f"images_{annotation_level}_{split}.txt")
-
-        try:
-            tv = FGVCAircraft(str(self.root.parent), split=split, annotation_level=annotation_level, download=False)
-        except Exception as exc:  # the checks above should make this unreachable; never leak a raw error
-            raise DatasetError(f"{NAME}: torchvision could not read {self.root} ({exc})") from None
-        # torchvision keeps paths and labels in private lists; there is no public accessor.
-        samples = list(zip(tv._image_files, tv._labels))
-        if [Path(p).stem for p, _ in samples] != order:
-            raise DatasetError(f"{NAME}: torchvision read a different image list from {self.root}")
+        guard = ImageFolderGuard(image_dir)
+        paths = [str(guard.join(f"{i}.jpg", f"{listed_in} line {line_of[i]}")) for i in order]
+        check_images_exist(paths, listed_in)
         self.image_ids: list[str] = order
         self.level_labels: dict[str, list[int]] = {lvl: [t[i] for i in order] for lvl, t in per_level.items()}
-        super().__init__(samples, list(tv.classes), transform, boxes=_read_boxes(data / "images_box.txt", order))
+        samples = list(zip(paths, self.level_labels[annotation_level]))
+        boxes = _read_boxes(data / "images_box.txt", order)
+        super().__init__(samples, self.levels[annotation_level], transform, boxes=boxes)
 
     @classmethod
     def find_root(cls, root: str | Path) -> Path:
@@ -111,12 +113,7 @@ class AircraftDataset(ImageListDataset):
 
 
 def _read_classes(path: Path) -> list[str]:
-    require_file(path, NAME)
-    try:
-        text = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError):
-        raise DatasetError(f"{path} cannot be read as UTF-8 text") from None
-    names = [line.strip() for line in text]
+    names = [line.strip() for line in read_text(path, NAME).splitlines()]
     for n, name in enumerate(names, start=1):
         if not name:
             raise DatasetError(f"{path} line {n}: blank line (expected one class name per line)")
@@ -125,9 +122,10 @@ def _read_classes(path: Path) -> list[str]:
     return names
 
 
-def _read_labels(path: Path, classes: list[str]) -> tuple[list[str], list[int]]:
+def _read_labels(path: Path, classes: list[str]) -> list[tuple[int, str, int]]:
+    """``(line number, image id, 0-based label)`` per line of ``images_<level>_<split>.txt``."""
     index = {name: i for i, name in enumerate(classes)}
-    ids, labels = [], []
+    rows = []
     for n, line in read_lines(path, NAME):
         parts = line.split(" ", 1)
         if len(parts) != 2 or not parts[0] or not parts[1].strip():
@@ -135,11 +133,10 @@ def _read_labels(path: Path, classes: list[str]) -> tuple[list[str], list[int]]:
         name = parts[1].strip()
         if name not in index:
             raise DatasetError(f"{path} line {n}: class {name!r} is not in {path.parent / _class_file(path)}")
-        ids.append(parts[0])
-        labels.append(index[name])
-    if len(set(ids)) != len(ids):
+        rows.append((n, parts[0], index[name]))
+    if len({image_id for _, image_id, _ in rows}) != len(rows):
         raise DatasetError(f"{path}: an image id appears twice")
-    return ids, labels
+    return rows
 
 
 def _class_file(labels_path: Path) -> str:
@@ -151,8 +148,12 @@ def _read_boxes(path: Path, ids: list[str]) -> list[Box] | None:
     if not path.exists():
         return None
     parsers = (str, float, float, float, float)
-    table = unique_ids(parse_table(path, parsers, "<image_id> <xmin> <ymin> <xmax> <ymax>", NAME), path)
+    rows = parse_table(path, parsers, "<image_id> <xmin> <ymin> <xmax> <ymax>", NAME)
+    checked = []
+    for n, (image_id, x0, y0, x1, y1) in rows:  # the file stores corners; a box needs x1 > x0, y1 > y0
+        checked.append((n, (image_id, check_box((x0, y0, x1 - x0, y1 - y0), f"{path} line {n}"))))
+    table = unique_ids(checked, path)
     missing = [i for i in ids if i not in table]
     if missing:
         raise DatasetError(f"{path} has no box for image id {missing[0]}")
-    return [(x0, y0, x1 - x0, y1 - y0) for x0, y0, x1, y1 in (table[i] for i in ids)]
+    return [table[i][0] for i in ids]

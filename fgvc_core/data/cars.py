@@ -1,7 +1,9 @@
-"""Stanford Cars in the devkit layout, read by ``torchvision.datasets.StanfordCars``.
+"""Stanford Cars in the devkit layout (the folder ``torchvision.datasets.StanfordCars`` reads), parsed here.
 
-torchvision reads the layout (classes and samples); this wrapper validates the folder first (torchvision only
-says "Dataset not found"), decodes through `load_image`, and adds the object boxes, which torchvision drops.
+We read the .mat files ourselves rather than through torchvision: its reader keeps the samples in a private
+attribute, says only "Dataset not found" for a broken folder, and drops the object boxes. The result matches
+torchvision's (classes from ``class_names``, samples ``(cars_<split>/<fname>, class - 1)``) and every image path
+is checked to stay inside its image folder; decoding goes through `load_image`.
 
 Layout (``root`` holding ``stanford_cars/``, or the ``stanford_cars`` folder itself)::
 
@@ -19,10 +21,18 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
-from torchvision.datasets import StanfordCars
 
 from fgvc_core.data._base import Box, ImageListDataset
-from fgvc_core.data._validate import check_images_exist, check_split, require_dir, require_file, torchvision_root
+from fgvc_core.data._validate import (
+    ImageFolderGuard,
+    check_box,
+    check_images_exist,
+    check_split,
+    require_dir,
+    require_file,
+    require_images,
+    torchvision_root,
+)
 from fgvc_core.data.matfile import load_mat, mat_field, mat_records
 from fgvc_core.errors import DatasetError
 
@@ -55,26 +65,23 @@ class StanfordCarsDataset(ImageListDataset):
         require_file(annos_path, NAME)
         require_dir(image_dir, NAME)
 
-        num_classes = len(np.atleast_1d(mat_field(load_mat(meta_path), "class_names", meta_path)))
+        classes = [str(c) for c in np.atleast_1d(mat_field(load_mat(meta_path), "class_names", meta_path))]
         records = mat_records(load_mat(annos_path), "annotations", ("fname", "class"), annos_path)
-        boxes: list[Box] | None = [] if records and all(f in records[0].dtype.names for f in _BOX_FIELDS) else None
+        require_images(records, split, annos_path, NAME)
+        guard = ImageFolderGuard(image_dir)
+        boxes: list[Box] | None = [] if all(f in records[0].dtype.names for f in _BOX_FIELDS) else None
+        samples = []
         for n, record in enumerate(records, start=1):
+            where = f"{annos_path} annotation {n}"
             label = _as_int(record["class"], annos_path, n, "class")
-            if not 1 <= label <= num_classes:
-                raise DatasetError(f"{annos_path} annotation {n}: class {label} is outside 1..{num_classes}")
+            if not 1 <= label <= len(classes):
+                raise DatasetError(f"{where}: class {label} is outside 1..{len(classes)}")
+            samples.append((str(guard.join(str(np.asarray(record["fname"]).squeeze()), where)), label - 1))
             if boxes is not None:
-                x1, y1, x2, y2 = (float(np.asarray(record[f]).squeeze()) for f in _BOX_FIELDS)
-                boxes.append((x1, y1, x2 - x1, y2 - y1))
-        check_images_exist([image_dir / str(np.asarray(r["fname"]).squeeze()) for r in records], annos_path)
-
-        try:
-            tv = StanfordCars(str(self.root.parent), split=split, download=False)
-        except Exception as exc:  # the checks above should make this unreachable; never leak a raw error
-            raise DatasetError(f"{NAME}: torchvision could not read {self.root} ({exc})") from None
-        samples = tv._samples  # torchvision keeps (path, 0-based label) here; there is no public accessor
-        if len(samples) != len(records):
-            raise DatasetError(f"{annos_path}: torchvision read {len(samples)} samples, expected {len(records)}")
-        super().__init__(samples, [str(c) for c in tv.classes], transform, boxes=boxes)
+                x1, y1, x2, y2 = (_as_float(record[f], annos_path, n, f) for f in _BOX_FIELDS)
+                boxes.append(check_box((x1, y1, x2 - x1, y2 - y1), where))
+        check_images_exist([p for p, _ in samples], annos_path)
+        super().__init__(samples, classes, transform, boxes=boxes)
 
     @classmethod
     def find_root(cls, root: str | Path) -> Path:
@@ -82,11 +89,15 @@ class StanfordCarsDataset(ImageListDataset):
         return torchvision_root(root, SUBFOLDER, NAME)
 
 
-def _as_int(value: Any, path: Path, n: int, field: str) -> int:
+def _as_float(value: Any, path: Path, n: int, field: str) -> float:
     try:
-        number = float(np.asarray(value).squeeze())
+        return float(np.asarray(value).squeeze())
     except (TypeError, ValueError):
         raise DatasetError(f"{path} annotation {n}: field {field!r} is not a number") from None
+
+
+def _as_int(value: Any, path: Path, n: int, field: str) -> int:
+    number = _as_float(value, path, n, field)
     if not number.is_integer():
         raise DatasetError(f"{path} annotation {n}: field {field!r} is not an integer ({number})")
     return int(number)

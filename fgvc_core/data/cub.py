@@ -17,6 +17,7 @@ Layout (``root`` or ``root/CUB_200_2011``)::
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +29,8 @@ from PIL import Image
 
 from fgvc_core.data._base import Box, ImageListDataset
 from fgvc_core.data._validate import (
+    ImageFolderGuard,
+    check_box,
     check_images_exist,
     check_split,
     parse_flag,
@@ -35,6 +38,7 @@ from fgvc_core.data._validate import (
     parse_table,
     require_dir,
     require_file,
+    require_images,
     require_root,
     unique_ids,
 )
@@ -116,10 +120,9 @@ class CUBDataset(ImageListDataset):
         images_txt = self.root / "images.txt"
         labels_txt = self.root / "image_class_labels.txt"
         split_txt = self.root / "train_test_split.txt"
-        images = unique_ids(
-            parse_table(images_txt, (parse_int, str), "<image_id> <image_path>", NAME, last_takes_rest=True),
-            images_txt,
-        )
+        image_rows = parse_table(images_txt, (parse_int, str), "<image_id> <image_path>", NAME, last_takes_rest=True)
+        images = unique_ids(image_rows, images_txt)
+        line_of = {image_id: line_no for line_no, (image_id, _) in image_rows}
         label_rows = parse_table(labels_txt, (parse_int, parse_int), "<image_id> <class_id>", NAME)
         for line_no, (_, class_id) in label_rows:
             if not 1 <= class_id <= num_classes:
@@ -134,7 +137,9 @@ class CUBDataset(ImageListDataset):
                 raise DatasetError(f"{path} has no line for image id {missing[0]} (listed in {images_txt})")
         want = 1 if self.split == "train" else 0
         ids = sorted(i for i in images if splits[i][0] == want)
-        paths = [str(self.image_dir / images[i][0]) for i in ids]
+        require_images(ids, self.split, split_txt, NAME)
+        guard = ImageFolderGuard(self.image_dir)
+        paths = [str(guard.join(images[i][0], f"{images_txt} line {line_of[i]}")) for i in ids]
         return ids, paths, [labels[i][0] - 1 for i in ids]
 
     def _read_boxes(self, ids: list[int]) -> list[Box] | None:
@@ -142,7 +147,10 @@ class CUBDataset(ImageListDataset):
         if not path.exists():
             return None
         parsers = (parse_int, float, float, float, float)
-        table = unique_ids(parse_table(path, parsers, "<image_id> <x> <y> <width> <height>", NAME), path)
+        rows = parse_table(path, parsers, "<image_id> <x> <y> <width> <height>", NAME)
+        for line_no, (_, *box) in rows:
+            check_box(box, f"{path} line {line_no}")
+        table = unique_ids(rows, path)
         missing = [i for i in ids if i not in table]
         if missing:
             raise DatasetError(f"{path} has no box for image id {missing[0]}")
@@ -167,6 +175,8 @@ class CUBDataset(ImageListDataset):
         ):
             if part_id not in names:
                 raise DatasetError(f"{locs_txt} line {line_no}: part id {part_id} is not in {names_txt}")
+            if not (math.isfinite(x) and math.isfinite(y) and x >= 0 and y >= 0):
+                raise DatasetError(f"{locs_txt} line {line_no}: part location ({x:g}, {y:g}) must be finite and >= 0")
             row = row_of.get(image_id)
             if row is not None:  # other split
                 locs[row, part_id - 1] = torch.tensor((x, y, float(visible)))

@@ -20,7 +20,17 @@ from typing import Any
 from PIL import Image
 
 from fgvc_core.data._base import Box, ImageListDataset
-from fgvc_core.data._validate import check_images_exist, check_split, require_dir, require_file, require_root
+from fgvc_core.data._validate import (
+    ImageFolderGuard,
+    check_box,
+    check_images_exist,
+    check_split,
+    read_bytes,
+    require_dir,
+    require_file,
+    require_images,
+    require_root,
+)
 from fgvc_core.data.matfile import load_mat, mat_column
 from fgvc_core.errors import DatasetError
 
@@ -52,7 +62,8 @@ class StanfordDogsDataset(ImageListDataset):
         self.root = require_root(root, NAME)
         image_dir = require_dir(self.root / "Images", NAME)
         list_path = require_file(self.root / f"{split}_list.mat", NAME)
-        self.class_folders = sorted(p.name for p in image_dir.iterdir() if p.is_dir())
+        # hidden folders (.ipynb_checkpoints) are no breed: counting one would shift every label by one
+        self.class_folders = sorted(p.name for p in image_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
         if not self.class_folders:
             raise DatasetError(f"{NAME}: {image_dir} has no class folders")
 
@@ -60,16 +71,19 @@ class StanfordDogsDataset(ImageListDataset):
         files, labels = mat_column(mat, "file_list", list_path), mat_column(mat, "labels", list_path)
         if len(files) != len(labels):
             raise DatasetError(f"{list_path}: file_list has {len(files)} entries but labels has {len(labels)}")
+        require_images(files, split, list_path, NAME)
+        guard = ImageFolderGuard(image_dir)
         samples = []
         for n, (rel, raw_label) in enumerate(zip(files, labels), start=1):
+            path = guard.join(str(rel), f"{list_path} entry {n}")
             label = _label(raw_label, list_path, n, len(self.class_folders))
-            folder = PurePosixPath(str(rel)).parts[0] if str(rel) else ""
+            folder = PurePosixPath(str(rel)).parts[0]
             if folder != self.class_folders[label - 1]:
                 raise DatasetError(
                     f"{list_path} entry {n}: {rel!r} has label {label}, whose folder is "
                     f"{self.class_folders[label - 1]!r}"
                 )
-            samples.append((str(image_dir / str(rel)), label - 1))
+            samples.append((str(path), label - 1))
         check_images_exist([p for p, _ in samples], list_path)
         self._annotation_dir = self.root / "Annotation"
         self._box_cache: dict[int, Box | None] = {}
@@ -104,12 +118,12 @@ def _label(raw: Any, path: Path, n: int, num_classes: int) -> int:
 
 def _read_voc_box(path: Path) -> Box:
     """``(x, y, w, h)`` of the first ``<object><bndbox>`` of a PASCAL-VOC XML file."""
-    require_file(path, NAME)
+    data = read_bytes(path, NAME)
     try:
-        box = ET.parse(path).getroot().find("object/bndbox")
+        box = ET.fromstring(data).find("object/bndbox")
         if box is None:
             raise ValueError("no object/bndbox")
         x0, y0, x1, y1 = (float(box.findtext(tag)) for tag in ("xmin", "ymin", "xmax", "ymax"))
     except (ET.ParseError, ValueError, TypeError):
         raise DatasetError(f"{path}: expected a PASCAL-VOC XML with object/bndbox xmin ymin xmax ymax") from None
-    return (x0, y0, x1 - x0, y1 - y0)
+    return check_box((x0, y0, x1 - x0, y1 - y0), str(path))

@@ -7,8 +7,10 @@ act on. It never leaks a raw PIL/OSError: the app shows our message as is.
 
 from __future__ import annotations
 
+import errno
 import io
 import os
+import stat
 import warnings
 from pathlib import Path
 from typing import IO
@@ -50,8 +52,10 @@ def load_image(source: ImageSource) -> Image.Image:
         animation.
 
     Raises:
-        ImageError: Missing or unreadable file, empty data, not an image, truncated/corrupt data, more than
-            `MAX_PIXELS` pixels, a side under `MIN_SIDE`, or an aspect ratio over `MAX_ASPECT`.
+        ImageError: Missing or unreadable file, a path that is not a regular file (folder, FIFO, device, socket,
+            symlink loop: refused before it is opened, so nothing blocks or reads forever), more than
+            `MAX_FILE_BYTES`, empty data, not an image, truncated/corrupt data, more than `MAX_PIXELS` pixels, a
+            side under `MIN_SIDE`, or an aspect ratio over `MAX_ASPECT`.
     """
     data, name = _read_source(source)
     if not data:
@@ -102,19 +106,121 @@ def _read_source(source: ImageSource) -> tuple[bytes, str]:
 
 
 def _read_path(path: Path) -> tuple[bytes, str]:
-    label = str(path)
-    if not path.exists():
-        raise ImageError(f"image file not found: {label}")
-    if path.is_dir():
-        raise ImageError(f"{label} is a folder, not an image file")
+    label = printable_path(path)
     try:
-        if path.stat().st_size > MAX_FILE_BYTES:
-            raise ImageError(f"{label} is larger than {MAX_FILE_BYTES // 2**20} MiB")
-        return path.read_bytes(), label
-    except PermissionError:
-        raise ImageError(f"{label} cannot be read: permission denied") from None
+        return read_regular_file(path, MAX_FILE_BYTES), label
+    except NotRegularFileError as exc:
+        if exc.problem == MISSING:
+            raise ImageError(f"image file not found: {label}") from None
+        raise ImageError(f"{label} {exc.problem}") from None
+
+
+def printable_path(path: Path | str) -> str:
+    """``path`` as text for a one-line message: quoted with escapes when it holds a newline or control character."""
+    text = str(path)
+    return text if text.isprintable() else repr(text)
+
+
+MISSING = "is missing"
+"""The `regular_file_problem` of a path with nothing behind it (callers word "not found" their own way)."""
+
+
+class NotRegularFileError(Exception):
+    """A path is not a readable regular file; ``problem`` says why, as a phrase after the path."""
+
+    def __init__(self, path: Path, problem: str) -> None:
+        super().__init__(f"{path} {problem}")
+        self.path = path
+        self.problem = problem
+
+
+def regular_file_problem(path: Path) -> str | None:
+    """Why ``path`` (symlinks followed) is not a regular file, as a phrase after the path, or None when it is one.
+
+    Checked with ``stat`` before anything opens the file: opening a FIFO blocks until a writer appears, and
+    ``/dev/zero`` never ends, so neither may reach ``open``/``read``.
+    """
+    try:
+        mode = path.stat().st_mode
     except OSError as exc:
-        raise ImageError(f"{label} cannot be read ({_reason(exc)})") from None
+        return _os_error_problem(path, exc)
+    except ValueError:  # an embedded NUL character
+        return "has a NUL character in its name"
+    return None if stat.S_ISREG(mode) else _kind_problem(mode)
+
+
+def read_regular_file(path: Path, max_bytes: int) -> bytes:
+    """The bytes of the regular file ``path``, refusing anything else and anything over ``max_bytes``.
+
+    The size is counted while reading (``st_size`` can lie: ``/proc`` files, a file that grows). The file is
+    opened non-blocking and checked again on the open descriptor, so a path swapped for a FIFO after the first
+    check still cannot block.
+
+    Raises:
+        NotRegularFileError: Not a regular file (missing, folder, FIFO, device, socket, symlink loop, ...),
+            unreadable, or larger than ``max_bytes``.
+    """
+    problem = regular_file_problem(path)
+    if problem is not None:
+        raise NotRegularFileError(path, problem)
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        raise NotRegularFileError(path, _os_error_problem(path, exc)) from None
+    with os.fdopen(fd, "rb", buffering=0) as file:
+        try:
+            mode = os.fstat(fd).st_mode
+            if stat.S_ISREG(mode):
+                return _read_capped(file, path, max_bytes)
+        except OSError as exc:
+            raise NotRegularFileError(path, _os_error_problem(path, exc)) from None
+    raise NotRegularFileError(path, _kind_problem(mode))  # swapped for something else since the check
+
+
+def _read_capped(file: IO[bytes], path: Path, max_bytes: int) -> bytes:
+    """Read to the end, but never more than ``max_bytes + 1`` bytes (the one extra byte proves "too large")."""
+    chunks, total = [], 0
+    while total <= max_bytes:
+        chunk = file.read(min(_CHUNK_BYTES, max_bytes + 1 - total))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        total += len(chunk)
+    if total > max_bytes:
+        raise NotRegularFileError(path, f"is larger than {_size_text(max_bytes)}")
+    return b"".join(chunks)
+
+
+_CHUNK_BYTES = 1 << 20
+
+_KINDS = (
+    (stat.S_ISDIR, "is a folder, not an image file"),
+    (stat.S_ISFIFO, "is a named pipe (FIFO), not a regular file"),
+    (stat.S_ISCHR, "is a character device, not a regular file"),
+    (stat.S_ISBLK, "is a block device, not a regular file"),
+    (stat.S_ISSOCK, "is a socket, not a regular file"),
+)
+
+
+def _kind_problem(mode: int) -> str:
+    return next((text for is_kind, text in _KINDS if is_kind(mode)), "is not a regular file")
+
+
+def _os_error_problem(path: Path, exc: OSError) -> str:
+    if exc.errno == errno.ELOOP:
+        return "is a symlink loop (following its links never reaches a file)"
+    if isinstance(exc, FileNotFoundError):
+        return "is a broken symlink (the file it points to is missing)" if path.is_symlink() else MISSING
+    if exc.errno == errno.ENOTDIR:
+        return MISSING  # a file stands where a folder on the path should be
+    if isinstance(exc, PermissionError):
+        return "cannot be read: permission denied"
+    return f"cannot be read ({exc.strerror or _reason(exc)})"
+
+
+def _size_text(max_bytes: int) -> str:
+    return f"{max_bytes // 2**20} MiB" if max_bytes >= 2**20 else f"{max_bytes} bytes"
 
 
 def _check_size(size: tuple[int, int], name: str) -> None:

@@ -6,6 +6,7 @@ helpers turn both into a `DatasetError` naming the file and the variable.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -13,13 +14,18 @@ from typing import Any
 import numpy as np
 import scipy.io
 
+from fgvc_core.data._validate import read_bytes
 from fgvc_core.errors import DatasetError
 
 
 def load_mat(path: Path) -> dict[str, Any]:
-    """Load a .mat file with ``squeeze_me=True`` (the form torchvision reads)."""
+    """Load a .mat file with ``squeeze_me=True`` (the form torchvision reads).
+
+    The bytes are read by `read_bytes` first, so a FIFO or device named ``*.mat`` is refused, not opened.
+    """
+    data = read_bytes(path, "MATLAB file")
     try:
-        return scipy.io.loadmat(str(path), squeeze_me=True)
+        return scipy.io.loadmat(io.BytesIO(data), squeeze_me=True)
     except Exception as exc:  # scipy raises ValueError, TypeError, MatReadError, OSError... for a broken file
         reason = " ".join(str(exc).split())[:100] or type(exc).__name__
         raise DatasetError(f"{path} is not a readable MATLAB .mat file ({reason})") from None
