@@ -13,7 +13,7 @@ import fgvc_core
 from fgvc_core.engine import checkpoint as ckpt
 from fgvc_core.engine.state_io import flatten_state, unflatten_state
 from fgvc_core.errors import CheckpointError
-from fgvc_core.models import registry
+from fgvc_core.models import limits, registry
 from fgvc_core.models.base import FGVCModel, ModelOutput
 
 
@@ -38,6 +38,12 @@ def build_tiny(num_classes: int, **options) -> TinyModel:
 @pytest.fixture(autouse=True)
 def _register_tiny(monkeypatch):
     monkeypatch.setitem(registry._BUILDERS, "tiny_test", f"{__name__}:build_tiny")
+    monkeypatch.setitem(limits.CHECKPOINT_OPTIONS, "tiny_test", frozenset({"width"}))
+
+
+def names(k: int) -> dict:
+    """The class names every loadable checkpoint needs (issue 15: a sidecar without them is refused)."""
+    return {"classes": [f"c{i}" for i in range(k)]}
 
 
 def test_round_trip_rebuilds_model_and_meta(tmp_path):
@@ -57,8 +63,8 @@ def test_round_trip_rebuilds_model_and_meta(tmp_path):
 
 def test_fp16_storage_halves_size_and_loads_back_as_fp32(tmp_path):
     model = TinyModel(3, width=64)
-    p32 = fgvc_core.save_checkpoint(model, tmp_path / "a.safetensors")
-    p16 = fgvc_core.save_checkpoint(model, tmp_path / "b.safetensors", dtype="float16")
+    p32 = fgvc_core.save_checkpoint(model, tmp_path / "a.safetensors", names(3))
+    p16 = fgvc_core.save_checkpoint(model, tmp_path / "b.safetensors", names(3), dtype="float16")
     assert p16.stat().st_size < 0.6 * p32.stat().st_size
     loaded, _ = fgvc_core.load_checkpoint(p16)
     assert loaded.head.weight.dtype == torch.float32
@@ -89,7 +95,7 @@ def test_state_flattening_refuses_objects():
 
 
 def test_mismatched_architecture_names_the_keys(tmp_path):
-    path = fgvc_core.save_checkpoint(TinyModel(4, width=8), tmp_path / "m.safetensors")
+    path = fgvc_core.save_checkpoint(TinyModel(4, width=8), tmp_path / "m.safetensors", names(4))
     meta = json.loads(path.with_suffix(".json").read_text())
     meta["model"]["config"]["width"] = 16
     path.with_suffix(".json").write_text(json.dumps(meta))
@@ -98,7 +104,7 @@ def test_mismatched_architecture_names_the_keys(tmp_path):
 
 
 def test_unknown_model_and_bad_sidecars(tmp_path):
-    path = fgvc_core.save_checkpoint(TinyModel(4), tmp_path / "m.safetensors")
+    path = fgvc_core.save_checkpoint(TinyModel(4), tmp_path / "m.safetensors", names(4))
     side = path.with_suffix(".json")
     good = side.read_text()
     side.write_text("{not json")
@@ -115,7 +121,7 @@ def test_unknown_model_and_bad_sidecars(tmp_path):
 
 
 def test_corrupt_or_swapped_weights_are_caught_and_never_unpickled(tmp_path):
-    path = fgvc_core.save_checkpoint(TinyModel(4), tmp_path / "m.safetensors")
+    path = fgvc_core.save_checkpoint(TinyModel(4), tmp_path / "m.safetensors", names(4))
     data = bytearray(path.read_bytes())
     data[-3] ^= 0xFF  # flip bits in the tensor payload
     path.write_bytes(bytes(data))
@@ -136,7 +142,7 @@ def test_corrupt_or_swapped_weights_are_caught_and_never_unpickled(tmp_path):
 
 
 def test_failed_write_leaves_previous_checkpoint_intact(tmp_path, monkeypatch):
-    path = fgvc_core.save_checkpoint(TinyModel(4), tmp_path / "m.safetensors", {"metrics": {"top1": 0.5}})
+    path = fgvc_core.save_checkpoint(TinyModel(4), tmp_path / "m.safetensors", {"metrics": {"top1": 0.5}, **names(4)})
     before = path.read_bytes()
 
     def crash(*args, **kwargs):
@@ -144,7 +150,7 @@ def test_failed_write_leaves_previous_checkpoint_intact(tmp_path, monkeypatch):
 
     monkeypatch.setattr("safetensors.torch.save_file", crash)
     with pytest.raises(RuntimeError, match="disk full"):
-        fgvc_core.save_checkpoint(TinyModel(4), path, {"metrics": {"top1": 0.9}})
+        fgvc_core.save_checkpoint(TinyModel(4), path, {"metrics": {"top1": 0.9}, **names(4)})
     assert path.read_bytes() == before
     assert fgvc_core.load_checkpoint(path)[1]["metrics"]["top1"] == 0.5
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []

@@ -27,7 +27,7 @@ import torch
 import torch.nn as nn
 
 from fgvc_core.engine.state_io import flatten_state, unflatten_state
-from fgvc_core.errors import CheckpointError
+from fgvc_core.errors import CheckpointError, FGVCError
 
 FORMAT = "fgvc-explorer-checkpoint"
 FORMAT_VERSION = 1
@@ -202,35 +202,91 @@ def _sidecar_text(model, path: Path, meta, dtype: str, weights_sha: str, train_i
 
 
 def read_meta(path: str | Path) -> dict[str, Any]:
-    """Read and validate a checkpoint's sidecar (``.safetensors`` or ``.json`` path accepted)."""
+    """Read and validate a checkpoint's sidecar (``.safetensors`` or ``.json`` path accepted).
+
+    The sidecar is untrusted: every field a caller reads is type-checked here, so that a hand-edited file ends in
+    one ``CheckpointError`` line rather than a ``TypeError`` somewhere downstream.
+    """
     path = Path(path)
     side = sidecar_path(path)
     if not side.is_file():
         raise CheckpointError(f"checkpoint sidecar not found: {side.name} (expected beside {path.name})")
     try:
         meta = json.loads(side.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise CheckpointError(f"{side.name} is not valid JSON: {exc}".splitlines()[0]) from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(f"{side.name} is not an FGVC Explorer checkpoint sidecar")
-    if meta.get("format_version", 0) > FORMAT_VERSION:
-        raise CheckpointError(f"{side.name} was written by a newer FGVC Explorer (format {meta['format_version']})")
+    version = meta.get("format_version", FORMAT_VERSION)
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise CheckpointError(f"{side.name}: format_version must be a positive integer, got {version!r}")
+    if version > FORMAT_VERSION:
+        raise CheckpointError(f"{side.name} was written by a newer FGVC Explorer (format {version})")
     model = meta.get("model")
     if not isinstance(model, dict) or not isinstance(model.get("config"), dict) or "name" not in model:
         raise CheckpointError(f"{side.name} has no valid 'model' entry (name and config)")
+    if not isinstance(model["name"], str):
+        raise CheckpointError(f"{side.name}: model name must be a string, got {model['name']!r}")
+    _check_fields(meta, side.name)
     return meta
+
+
+def _check_fields(meta: dict[str, Any], source: str) -> None:
+    """Types of the optional sidecar fields that callers read; ``preprocess`` is validated in full."""
+    from fgvc_core.data.transforms import resolve_preprocess
+    from fgvc_core.models.limits import MAX_IMG_SIZE
+
+    classes = meta.get("classes")
+    if classes is not None and (not isinstance(classes, list) or not all(isinstance(c, str) for c in classes)):
+        raise CheckpointError(f"{source}: classes must be a list of class names (strings)")
+    for key in ("metrics", "dataset", "weights", "training_state", "explain_metrics"):
+        if meta.get(key) is not None and not isinstance(meta[key], dict):
+            raise CheckpointError(f"{source}: {key} must be a JSON object, got {type(meta[key]).__name__}")
+    for key in ("weights", "training_state"):
+        sha = (meta.get(key) or {}).get("sha256")
+        if sha is not None and not isinstance(sha, str):
+            raise CheckpointError(f"{source}: {key}.sha256 must be a string")
+    if "preprocess" in meta:
+        try:
+            pp = resolve_preprocess(meta)
+        except FGVCError as exc:
+            raise CheckpointError(f"{source}: invalid preprocessing: {exc}") from None
+        if pp["img_size"] > MAX_IMG_SIZE or pp["resize"] > 2 * MAX_IMG_SIZE:
+            raise CheckpointError(f"{source}: preprocessing sizes above the limit of {MAX_IMG_SIZE} px")
+
+
+def _verified(path: Path, expected_sha: str | None) -> Path:
+    """``path`` if it is a regular file whose SHA-256 is the one its sidecar recorded."""
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint file not found: {path.name}")
+    if expected_sha and file_sha256(path) != expected_sha:
+        raise CheckpointError(f"{path.name} does not match its sidecar (changed or partly written)")
+    return path
 
 
 def _read_tensors(path: Path, expected_sha: str | None) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint file not found: {path.name}")
-    if expected_sha and file_sha256(path) != expected_sha:
-        raise CheckpointError(f"{path.name} does not match its sidecar (changed or partly written)")
+    _verified(path, expected_sha)
     try:
         return load_file(str(path), device="cpu")
     except Exception as exc:  # noqa: BLE001 - safetensors raises several types for corrupt files
+        raise CheckpointError(f"{path.name} is not a readable safetensors file ({type(exc).__name__})") from None
+
+
+def read_header_shapes(path: str | Path) -> dict[str, tuple[int, ...]]:
+    """Tensor names and shapes from a safetensors header, reading no tensor data.
+
+    The safetensors library refuses a header above 100 MB and one whose offsets do not cover the file exactly, so
+    these shapes are ones the file really holds: a sidecar's sizes can be checked against them before allocating.
+    """
+    from safetensors import safe_open
+
+    path = Path(path)
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}
+    except Exception as exc:  # noqa: BLE001 - SafetensorError, OSError, ...
         raise CheckpointError(f"{path.name} is not a readable safetensors file ({type(exc).__name__})") from None
 
 
@@ -239,16 +295,11 @@ def _describe(keys: list[str], limit: int = 5) -> str:
     return shown + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
 
 
-def load_weights_into(model: nn.Module, weights: dict[str, torch.Tensor], source: str) -> None:
-    """Load a full state dict; any missing, unexpected or reshaped key is an error that names the keys."""
-    own = model.state_dict()
-    missing = [k for k in own if k not in weights]
-    unexpected = [k for k in weights if k not in own]
-    reshaped = [
-        f"{k} {tuple(weights[k].shape)}≠{tuple(own[k].shape)}"
-        for k in own
-        if k in weights and weights[k].shape != own[k].shape
-    ]
+def _fit_problems(own: dict[str, tuple[int, ...]], given: dict[str, tuple[int, ...]], source: str) -> None:
+    """Raise unless ``given`` has exactly the keys and shapes of ``own``; the message names the keys."""
+    missing = [k for k in own if k not in given]
+    unexpected = [k for k in given if k not in own]
+    reshaped = [f"{k} {given[k]}≠{own[k]}" for k in own if k in given and given[k] != own[k]]
     problems = []
     if missing:
         problems.append(f"missing {_describe(missing)}")
@@ -258,36 +309,81 @@ def load_weights_into(model: nn.Module, weights: dict[str, torch.Tensor], source
         problems.append(f"different shapes {_describe(reshaped)}")
     if problems:
         raise CheckpointError(f"{source} does not fit the architecture: " + "; ".join(problems))
+
+
+def _shapes(tensors: dict[str, torch.Tensor]) -> dict[str, tuple[int, ...]]:
+    return {key: tuple(tensor.shape) for key, tensor in tensors.items()}
+
+
+def load_weights_into(model: nn.Module, weights: dict[str, torch.Tensor], source: str) -> None:
+    """Load a full state dict; any missing, unexpected or reshaped key is an error that names the keys."""
+    own = model.state_dict()
+    _fit_problems(_shapes(own), _shapes(weights), source)
     with torch.no_grad():
         for key, tensor in own.items():
             tensor.copy_(weights[key].to(tensor.dtype))
 
 
+def check_finite(tensors: dict[str, torch.Tensor], source: str, what: str = "weights") -> None:
+    """Raise CheckpointError if any floating-point tensor holds NaN or inf (predictions would print ``nan%``)."""
+    bad = [k for k, t in tensors.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if bad:
+        raise CheckpointError(f"{source} holds non-finite {what} (NaN or inf) in {_describe(bad)}; it cannot be used")
+
+
 def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
     """The checkpoint's tensors, checked against the SHA-256 its sidecar recorded."""
     path = Path(path)
-    return _read_tensors(path, read_meta(path).get("weights", {}).get("sha256"))
+    return _read_tensors(path, (read_meta(path).get("weights") or {}).get("sha256"))
+
+
+def _build(name: str, num_classes: int, options: dict[str, Any], source: str) -> nn.Module:
+    from fgvc_core.models.registry import build_model
+
+    try:
+        return build_model(name, num_classes, **options)
+    except CheckpointError:
+        raise
+    except (ValueError, TypeError, RuntimeError, AssertionError) as exc:  # a hostile config can upset timm/torch
+        raise CheckpointError(f"cannot rebuild the model of {source}: {exc}".splitlines()[0]) from None
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild the model from the sidecar and load its weights; returns ``(model in eval mode, meta)``."""
-    from fgvc_core.models.registry import build_model
+    """Rebuild the model from the sidecar and load its weights; returns ``(model in eval mode, meta)``.
+
+    The sidecar is untrusted, so nothing is allocated on its word: its options pass a whitelist with size caps
+    (``fgvc_core.models.limits``), the model is first built on the ``meta`` device (no memory) and its state-dict
+    shapes compared with the weights file's header; only then is it built for real and loaded, and weights that
+    hold NaN or inf are refused.
+    """
+    from fgvc_core.models.limits import check_checkpoint_config
 
     path = Path(path)
     if path.suffix == ".json":
         path = path.with_suffix(".safetensors")
     meta = read_meta(path)
-    config = dict(meta["model"]["config"])
-    num_classes = config.pop("num_classes", None)
-    if num_classes is None:
-        raise CheckpointError(f"{sidecar_path(path).name}: model config has no num_classes")
+    side = sidecar_path(path).name
+    name, config = meta["model"]["name"], meta["model"]["config"]
     try:
-        model = build_model(meta["model"]["name"], num_classes, **config)
-    except CheckpointError:
-        raise
-    except (ValueError, TypeError) as exc:
-        raise CheckpointError(f"cannot rebuild the model of {path.name}: {exc}") from None
-    load_weights_into(model, read_weights(path), path.name)
+        options = check_checkpoint_config(name, config)
+    except FGVCError as exc:
+        raise CheckpointError(f"{side}: {exc}") from None
+    num_classes = config["num_classes"]
+    classes = meta.get("classes")
+    if classes is None:
+        raise CheckpointError(f"{side} has no class names ('classes'); predictions could not be labelled")
+    if len(classes) != num_classes:
+        raise CheckpointError(f"{side} names {len(classes)} classes for a model with {num_classes} outputs")
+    weights_file = _verified(path, (meta.get("weights") or {}).get("sha256"))
+    header = read_header_shapes(weights_file)
+    with torch.device("meta"):  # shapes only: a size the file does not back is refused before any allocation
+        skeleton = _build(name, num_classes, options, path.name)
+    _fit_problems(_shapes(skeleton.state_dict()), header, path.name)
+    del skeleton
+    model = _build(name, num_classes, options, path.name)
+    weights = _read_tensors(weights_file, None)  # hashed above
+    load_weights_into(model, weights, path.name)
+    check_finite(weights, path.name)
     return model.to(device).eval(), meta
 
 
@@ -299,5 +395,7 @@ def load_training_state(path: str | Path) -> dict[str, Any] | None:
     if not info:
         return None
     # the name beside the weights, not info["file"]: a renamed trio (last.prev.*) keeps working; the hash decides
+    if "structure" not in info:
+        raise CheckpointError(f"{sidecar_path(path).name}: training_state has no structure")
     tensors = _read_tensors(_train_state_path(path), info.get("sha256"))
-    return unflatten_state(info["structure"], tensors)
+    return unflatten_state(info["structure"], tensors, source=_train_state_path(path).name)

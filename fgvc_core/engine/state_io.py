@@ -11,6 +11,9 @@ from typing import Any
 
 import torch
 
+from fgvc_core.errors import CheckpointError
+
+_MAX_DEPTH = 64  # optimizer state is ~5 levels deep
 _TENSOR = "__tensor__"
 _INT_KEYS = "__int_keys__"
 _TUPLE = "__tuple__"
@@ -42,15 +45,33 @@ def flatten_state(obj: Any, prefix: str = "s") -> tuple[Any, dict[str, torch.Ten
     return walk(obj, prefix), tensors
 
 
-def unflatten_state(skeleton: Any, tensors: dict[str, torch.Tensor]) -> Any:
-    """Inverse of :func:`flatten_state`."""
-    if isinstance(skeleton, list):
-        return [unflatten_state(v, tensors) for v in skeleton]
-    if isinstance(skeleton, dict):
-        if _TENSOR in skeleton:
-            return tensors[skeleton[_TENSOR]]
-        if _TUPLE in skeleton:
-            return tuple(unflatten_state(v, tensors) for v in skeleton[_TUPLE])
-        int_keys = skeleton.get(_INT_KEYS, False)
-        return {(int(k) if int_keys else k): unflatten_state(v, tensors) for k, v in skeleton.items() if k != _INT_KEYS}
-    return skeleton
+def unflatten_state(skeleton: Any, tensors: dict[str, torch.Tensor], source: str = "training state") -> Any:
+    """Inverse of :func:`flatten_state`.
+
+    The skeleton comes from a sidecar, which is untrusted: a placeholder naming no tensor, an integer-keyed dict
+    with other keys, or nesting deeper than any real optimizer state is a :class:`CheckpointError`.
+    """
+
+    def walk(node: Any, depth: int) -> Any:
+        if depth > _MAX_DEPTH:
+            raise CheckpointError(f"{source}: the state structure is nested deeper than {_MAX_DEPTH} levels")
+        if isinstance(node, list):
+            return [walk(v, depth + 1) for v in node]
+        if not isinstance(node, dict):
+            return node
+        if _TENSOR in node:
+            key = node[_TENSOR]
+            if not isinstance(key, str) or key not in tensors:
+                raise CheckpointError(f"{source} holds no tensor {str(key)[:60]!r} that its structure refers to")
+            return tensors[key]
+        if _TUPLE in node:
+            if not isinstance(node[_TUPLE], list):
+                raise CheckpointError(f"{source}: a stored tuple is not a list")
+            return tuple(walk(v, depth + 1) for v in node[_TUPLE])
+        int_keys = node.get(_INT_KEYS, False)
+        items = [(k, v) for k, v in node.items() if k != _INT_KEYS]
+        if int_keys and not all(k.lstrip("-").isdigit() for k, _ in items):
+            raise CheckpointError(f"{source}: an integer-keyed entry has keys that are not integers")
+        return {(int(k) if int_keys else k): walk(v, depth + 1) for k, v in items}
+
+    return walk(skeleton, 0)
