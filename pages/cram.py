@@ -6,6 +6,8 @@ network from the cached stage-3 output: stages 4-5 and the heads only. The capti
 
 from __future__ import annotations
 
+import math
+
 import streamlit as st
 
 from fgvc_core.app import traces
@@ -14,14 +16,23 @@ from fgvc_core.app.images import ImageChoice
 from fgvc_core.app.models import LoadedModel
 from fgvc_core.app.session import cached
 from fgvc_core.app.sidebar import render_sidebar
-from fgvc_core.app.views import download_png, figure_download, headline, plotly, slug, timing_caption
+from fgvc_core.app.views import download_png, figure_download, headline, input_note, plotly, slug, timing_caption
 from fgvc_core.explain.figure_cra import CHANNEL_SOURCES
 from fgvc_core.explain.figure_utils import batch_row
 from fgvc_core.explain.figures import channel_maps_figure, cram_channels_figure
 from fgvc_core.explain.overlay import figure_to_png_bytes
 from fgvc_core.explain.plots import channel_bars, heatmap, topk_bar
+from fgvc_core.models.cra_smra.trace import ALL_SUPPRESSED_DELTA
 
 STAGES = (3, 4, 5)
+# I = σ(·) lies in (0, 1), so I*_c / max I* = exp(I_c − max I) > 1/e: any δ ≤ 1/e suppresses every channel of
+# every image. The slider starts at the first step above that degenerate range.
+DELTA_MIN = math.ceil(ALL_SUPPRESSED_DELTA * 100) / 100
+DEGENERATE_HELP = (
+    f"δ ≤ 1/e ≈ {ALL_SUPPRESSED_DELTA:.3f} would suppress every channel of every image (I ∈ (0, 1), so "
+    "I*_c / max I* > 1/e), which only rescales X by ω; the slider starts above it. The table says, per stage, up "
+    "to which δ this image still has every channel suppressed."
+)
 SOURCE_LABELS = {
     "reweighted": "I_c · X_c (ranked by I)",
     "stage": "X_c (ranked by I)",
@@ -30,21 +41,31 @@ SOURCE_LABELS = {
 
 
 def stage_table(trace) -> list[dict]:
-    """Per stage: channels, suppressed channels, the δ·max I* line and the mean of S."""
+    """Per stage: channels, suppressed channels, the δ·max I* line, the mean of S, and below which δ all go."""
     rows = []
     for st_ in trace.stages:
         i_star = batch_row(st_.importance_softmax, 0, 1)
-        suppressed = batch_row(st_.suppressed_channels, 0, 1) > 0.5
+        suppressed, channels = st_.suppressed_count(0)
         rows.append(
             {
                 "stage": st_.stage,
-                "channels": int(suppressed.size),
-                "suppressed": int(suppressed.sum()),
+                "channels": channels,
+                "suppressed": suppressed,
                 "δ·max I*": f"{trace.delta * float(i_star.max()):.5f}",
                 "mean S": f"{float(batch_row(st_.suppression, 0, 1).mean()):.4f}",
+                "all suppressed for δ ≤": f"{st_.all_suppressed_delta(0):.3f}",
             }
         )
     return rows
+
+
+def suppression_line(trace) -> str:
+    """``"stage 3: 5 of 64 channels suppressed · …"``, with a warning mark where every channel is."""
+    parts = []
+    for st_ in trace.stages:
+        n, channels = st_.suppressed_count(0)
+        parts.append(f"stage {st_.stage}: {n} of {channels} channels suppressed" + (" (all)" if n == channels else ""))
+    return " · ".join(parts)
 
 
 def feature_means(trace, stage: int, image: ImageChoice) -> None:
@@ -75,8 +96,20 @@ def cram_panel(loaded: LoadedModel, image: ImageChoice) -> None:
     if not loaded.model.uses_cram:
         st.warning(f"This checkpoint's variant is {config['variant']!r}: it has no CRAM, so δ and ω do nothing.")
     left, right = st.columns(2)
+    trained = float(config["delta"])
+    if trained <= ALL_SUPPRESSED_DELTA:
+        st.warning(
+            f"This checkpoint was trained with δ = {trained:g} ≤ 1/e ≈ {ALL_SUPPRESSED_DELTA:.3f}: every channel was "
+            "suppressed in training (S = ω everywhere). The slider starts above that range."
+        )
     delta = left.slider(
-        "δ: suppress channels with I* ≥ δ · max I*", 0.05, 1.0, float(config["delta"]), 0.01, key="cram_delta"
+        "δ: suppress channels with I* ≥ δ · max I*",
+        DELTA_MIN,
+        1.0,
+        min(max(trained, DELTA_MIN), 1.0),
+        0.01,
+        key="cram_delta",
+        help=DEGENERATE_HELP,
     )
     omega = right.slider("ω: factor of a suppressed channel", 0.0, 1.0, float(config["omega"]), 0.05, key="cram_omega")
     base = traces.cra_base(loaded, image)
@@ -100,6 +133,7 @@ def cram_panel(loaded: LoadedModel, image: ImageChoice) -> None:
     with table:
         headline("Combined prediction", trace.probs, loaded.classes)
         st.dataframe(stage_table(trace), hide_index=True, width="stretch")
+        st.caption(suppression_line(trace))
     stage = st.radio("Stage", STAGES, format_func=lambda s: f"stage {s}", horizontal=True, key="cram_stage")
     st_ = trace.stage(stage)
     c1, c2 = st.columns([1, 3])
@@ -157,6 +191,7 @@ def main() -> None:
     )
     loaded = selection.model("cra_smra")
     image = selection.require_image()
+    input_note(loaded, image)
     cram_panel(loaded, image)
 
 

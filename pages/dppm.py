@@ -13,7 +13,15 @@ from fgvc_core.app.guard import guarded
 from fgvc_core.app.images import ImageChoice
 from fgvc_core.app.models import LoadedModel
 from fgvc_core.app.sidebar import render_sidebar
-from fgvc_core.app.views import figure_download, headline, image_with_download, slug, timing_caption, top_classes
+from fgvc_core.app.views import (
+    figure_download,
+    headline,
+    image_with_download,
+    input_note,
+    slug,
+    timing_caption,
+    top_classes,
+)
 from fgvc_core.explain.figure_utils import batch_row, format_prob
 from fgvc_core.explain.figures import dppm_figure
 
@@ -124,6 +132,7 @@ def main() -> None:
     )
     loaded = selection.model("rams_trans")
     image = selection.require_image()
+    input_note(loaded, image)
     dppm_panel(loaded, image)
 
 

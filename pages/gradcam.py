@@ -10,7 +10,7 @@ from fgvc_core.app.guard import guarded, page_guard
 from fgvc_core.app.images import ImageChoice
 from fgvc_core.app.models import LoadedModel
 from fgvc_core.app.sidebar import Selection, render_sidebar
-from fgvc_core.app.views import figure_download, image_with_download, plotly, slug, timing_caption
+from fgvc_core.app.views import figure_download, image_with_download, input_note, plotly, slug, timing_caption
 from fgvc_core.explain.cam import CAM_METHODS
 from fgvc_core.explain.figure_utils import batch_row
 from fgvc_core.explain.figures import rollout_figure, smram_figure
@@ -107,6 +107,7 @@ def main() -> None:
     )
     loaded = selection.model("cra_smra")
     image = selection.require_image()
+    input_note(loaded, image)
     cam_panel(selection, loaded, image)
 
 

@@ -8,7 +8,7 @@ from fgvc_core.app import traces
 from fgvc_core.app.guard import guarded, page_guard
 from fgvc_core.app.settings import MODEL_KINDS, MODEL_TITLES
 from fgvc_core.app.sidebar import Selection, render_sidebar
-from fgvc_core.app.views import figure_download, headline, model_facts, plotly, prediction_line, slug
+from fgvc_core.app.views import figure_download, headline, input_note, model_facts, plotly, prediction_line, slug
 from fgvc_core.explain.figures import prediction_figure
 from fgvc_core.explain.plots import topk_bar
 
@@ -28,6 +28,7 @@ def model_column(selection: Selection, kind: str) -> None:
     trace = result.value
     classes = loaded.classes
     headline("Combined prediction", trace.probs, classes)
+    input_note(loaded, image)
     if image.label_name is not None:
         correct = classes[int(trace.probs.argmax())] == image.label_name
         st.caption(f"True class: {image.label_name} ({'correct' if correct else 'wrong'})")

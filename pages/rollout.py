@@ -10,7 +10,7 @@ from fgvc_core.app.images import ImageChoice
 from fgvc_core.app.models import LoadedModel
 from fgvc_core.app.session import cached, timed
 from fgvc_core.app.sidebar import Selection, render_sidebar
-from fgvc_core.app.views import download_png, figure_download, image_with_download, slug, timing_caption
+from fgvc_core.app.views import download_png, figure_download, image_with_download, input_note, slug, timing_caption
 from fgvc_core.explain.figures import attention_layers_figure, rollout_figure
 from fgvc_core.explain.overlay import figure_to_png_bytes, overlay_heatmap
 from fgvc_core.explain.rollout import HEAD_FUSIONS, QUERIES, attention_rollout, fused_rollout, gradient_rollout
@@ -121,6 +121,7 @@ def main() -> None:
     )
     loaded = selection.model("rams_trans")
     image = selection.require_image()
+    input_note(loaded, image)
     rollout_panel(loaded, image, selection)
 
 

@@ -8,28 +8,43 @@ import numpy as np
 import streamlit as st
 
 from fgvc_core.app import traces
+from fgvc_core.app.allowed import allowed_roots
 from fgvc_core.app.cam_views import CAM_LABELS, stage_cam_row
 from fgvc_core.app.checkpoints import SweepPoint, describe, gamma_sweep
 from fgvc_core.app.guard import guarded, page_guard
 from fgvc_core.app.images import gallery
 from fgvc_core.app.models import load_model
 from fgvc_core.app.session import timed
-from fgvc_core.app.settings import MODEL_TITLES, display_path
+from fgvc_core.app.settings import MODEL_TITLES, AppPaths, display_path
 from fgvc_core.app.sidebar import Selection, render_sidebar
 from fgvc_core.app.sweeps import delta_sweep
-from fgvc_core.app.training import list_runs, metrics_path, recipes, run_state, start_training, stop_training
+from fgvc_core.app.training import (
+    failure_reason,
+    list_runs,
+    metrics_path,
+    recipes,
+    run_state,
+    start_training,
+    stop_training,
+)
 from fgvc_core.app.views import plotly, prediction_line, timing_caption
 from fgvc_core.engine.config import load_config
 from fgvc_core.errors import FGVCError
 from fgvc_core.explain.cam import CAM_METHODS
 from fgvc_core.explain.plots import sweep_plot, training_curves
+from fgvc_core.models.cra_smra.trace import ALL_SUPPRESSED_DELTA
 
 SWEEP_KEY, BENCH_KEY, RUN_KEY, SEEN_KEY = "_fgvc_delta_sweep", "_fgvc_gamma_bench", "_fgvc_train_run", "_fgvc_seen"
+RUN_PICK_KEY = "train_run_pick"
 NO_SWEEP = (
     "No γ sweep yet: `{folder}` holds no CRA-SMRA checkpoints. Train one model per γ (e.g. in the *Train a model* "
     "tab with `model.gamma=0`, `1`, `2`) and copy each run's `best.safetensors` and `best.json` to "
     "`{folder}/cra_smra_gamma<γ>.safetensors` / `.json`; this tab then plots their accuracy against γ."
 )
+GAMMA_METRICS_KEY = "gamma_metric_names"
+BENCH_DEFAULTS = ("bench: top-1", "bench: pointing stage 5", "bench: part energy stage 5")
+DELTA_SWEEP_TITLE = "Test-time δ sweep of one trained model"
+SWEEP_MIN = 0.4  # the first 0.05 step above 1/e, where δ stops suppressing every channel
 DEFAULT_METRICS = ("top-1 combined", "pointing stage 5", "part energy stage 5", "pointing centre baseline")
 
 
@@ -43,6 +58,13 @@ def gamma_metrics(points: list[SweepPoint]) -> dict[str, list[float]]:
         for name, values in bench["metrics"].items():
             table[f"bench: {name}"] = values
     return table
+
+
+def default_gamma_metrics(names: list[str]) -> list[str]:
+    """The metrics the γ chart starts with: the benchmark scores when there are any, else the sidecars' top-1."""
+    bench = [n for n in names if n.startswith("bench:")]
+    chosen = [n for n in bench if n.startswith(BENCH_DEFAULTS)] or bench
+    return chosen[:8] or [n for n in names if n.endswith("top1")][:8] or names[:4]
 
 
 def score_gamma_checkpoints(selection: Selection, points: list[SweepPoint], samples: int) -> None:
@@ -92,14 +114,19 @@ def gamma_section(selection: Selection) -> None:
     st.caption(f"{len(points)} sweep checkpoints in `{display_path(selection.paths.sweep)}` (paper Table 5).")
     with st.form("gamma_bench"):
         samples = st.number_input("Benchmark images", 4, 600, 24, 4, key="gamma_samples")
-        if st.form_submit_button("Score every γ checkpoint on benchmark images (accuracy, pointing, part energy)"):
-            with page_guard():
-                score_gamma_checkpoints(selection, points, int(samples))
+        scored = st.form_submit_button("Score every γ checkpoint on benchmark images (accuracy, pointing, part energy)")
+    if scored:
+        with page_guard():
+            score_gamma_checkpoints(selection, points, int(samples))
     table = gamma_metrics(points)
     if table:
         names = list(table)
-        default = [n for n in names if n.endswith("top1") or n.startswith("bench:")][:8] or names[:4]
-        chosen = st.multiselect("Metrics", names, default=default, key="gamma_metric_names")
+        if scored and any(n.startswith("bench:") for n in names):
+            # A keyed multiselect keeps its old choice whatever `default` says: select the new scores here, before
+            # the widget is drawn, or they stay hidden in its dropdown.
+            st.session_state[GAMMA_METRICS_KEY] = default_gamma_metrics(names)
+        default = None if GAMMA_METRICS_KEY in st.session_state else default_gamma_metrics(names)
+        chosen = st.multiselect("Metrics", names, default=default, key=GAMMA_METRICS_KEY)
         if chosen:
             gammas = [p.gamma for p in points]
             plotly(sweep_plot(gammas, {n: table[n] for n in chosen}, "γ", "metrics vs γ"), "gamma_sweep", key="g_plot")
@@ -115,14 +142,17 @@ def gamma_section(selection: Selection) -> None:
 def delta_section(selection: Selection) -> None:
     loaded = selection.model("cra_smra")
     trained = float(loaded.model.config["delta"])
+    st.markdown(f"**{DELTA_SWEEP_TITLE}**")
     st.caption(
-        f"δ is a test-time option: one trained model (`{display_path(loaded.path)}`, trained with δ = {trained:g}) "
-        "is evaluated at every δ on the same benchmark images (paper Table 4). Explanation metrics score the stage "
-        "CAMs of the predicted class against the deciding parts."
+        f"δ acts at test time, so one trained model (`{display_path(loaded.path)}`, trained with δ = {trained:g}) "
+        "is evaluated at every δ on the same benchmark images. This is not the paper's Table 4, which compares "
+        "models trained with each δ. Explanation metrics score the stage CAMs of the predicted class against the "
+        f"deciding parts. δ ≤ 1/e ≈ {ALL_SUPPRESSED_DELTA:.3f} suppresses every channel of every image (I ∈ (0, 1), "
+        "so I*_c / max I* > 1/e), so the range starts above it."
     )
     with st.form("delta_sweep"):
         c1, c2, c3, c4 = st.columns(4)
-        low, high = c1.slider("δ range", 0.05, 1.0, (0.5, 1.0), 0.05, key="sweep_range")
+        low, high = c1.slider("δ range", SWEEP_MIN, 1.0, (0.5, 1.0), 0.05, key="sweep_range")
         step = c2.select_slider("δ step", [0.05, 0.1, 0.25], value=0.1, key="sweep_step")
         samples = c3.number_input("Benchmark images", 4, 600, 24, 4, key="sweep_samples")
         method = c4.selectbox("CAM method", list(CAM_METHODS), format_func=CAM_LABELS.get, key="sweep_method")
@@ -154,7 +184,9 @@ def delta_section(selection: Selection) -> None:
     )
     if chosen:
         plotly(
-            sweep_plot(result.deltas, {n: result.metrics[n] for n in chosen}, "δ", "metrics vs δ"),
+            sweep_plot(
+                result.deltas, {n: result.metrics[n] for n in chosen}, "δ", f"{DELTA_SWEEP_TITLE}: metrics vs δ"
+            ),
             "delta_sweep",
             key="d_plot",
         )
@@ -173,7 +205,7 @@ def use_checkpoint(kind: str, path: str) -> None:
     st.session_state[f"model_{kind}"] = path
 
 
-def run_monitor(run_dir) -> None:
+def run_monitor(run_dir, paths: AppPaths) -> None:
     """Progress, live curves and the result of one run; reruns itself every 2 s while the run is active."""
     active = run_state(run_dir).active
 
@@ -201,9 +233,12 @@ def run_monitor(run_dir) -> None:
             st.button("Use it in the sidebar", on_click=use_checkpoint, args=(info.kind, str(info.path)), key="use_new")
             if was_active:
                 st.rerun(scope="app")  # the sidebar lists the new checkpoint only after a full run
-        elif state.state in ("failed", "stopped"):
-            st.error(f"The run {state.state}. Last lines of its log:")
-            st.code(state.log_tail or "(empty log)")
+        elif state.state == "failed":
+            # A short reason, never the log: a traceback would show the server's paths and code to the visitor.
+            reason = failure_reason(state.log_tail, state.status, allowed_roots(paths).every)
+            st.error(f"The run failed at step {step}: {reason}")
+        elif state.state == "stopped":
+            st.info(f"The run was stopped at step {step}/{total}. Its last checkpoint, if any, is in its folder.")
         elif st.button("Stop this run", key="stop_run"):
             stop_training(run_dir)
             st.rerun(scope="app")
@@ -232,20 +267,25 @@ def training_section(selection: Selection) -> None:
             )
             submitted = st.form_submit_button("Start training in the background")
         if submitted:
-            overrides = [f"train.epochs={int(epochs)}", f"train.max_steps={int(max_steps)}"]
-            if load_config(recipe)["data"]["name"] == "synth_stream":  # the only data with a size per epoch
-                overrides.append(f"data.train_samples={int(samples)}")
-            run_dir = start_training(recipe, overrides + extra.splitlines(), paths)
-            st.session_state[RUN_KEY] = str(run_dir)
-            st.success(f"Started `{display_path(run_dir)}`.")
+            with page_guard():  # a refused start says why in one line; the runs below stay on the page
+                overrides = [f"train.epochs={int(epochs)}", f"train.max_steps={int(max_steps)}"]
+                if load_config(recipe)["data"]["name"] == "synth_stream":  # the only data with a size per epoch
+                    overrides.append(f"data.train_samples={int(samples)}")
+                run_dir = start_training(recipe, overrides + extra.splitlines(), paths)
+                # The run picker is keyed, so it would keep showing the previous run: point it at the new one
+                # before it is drawn.
+                st.session_state[RUN_KEY] = st.session_state[RUN_PICK_KEY] = str(run_dir)
+                st.success(f"Started `{display_path(run_dir)}`.")
     runs = list_runs(paths)
     if not runs:
         return
     names = [str(r) for r in runs]
     current = st.session_state.get(RUN_KEY)
+    if st.session_state.get(RUN_PICK_KEY) not in names:
+        st.session_state.pop(RUN_PICK_KEY, None)
     index = names.index(current) if current in names else 0
-    chosen = st.selectbox("Run", names, index=index, format_func=lambda p: display_path(p), key="train_run_pick")
-    run_monitor(runs[names.index(chosen)])
+    chosen = st.selectbox("Run", names, index=index, format_func=lambda p: display_path(p), key=RUN_PICK_KEY)
+    run_monitor(runs[names.index(chosen)], paths)
 
 
 @guarded

@@ -280,7 +280,9 @@ def test_good_upload_is_explained_and_a_corrupt_one_shows_the_error(env):
 
 
 # ------------------------------------------------------------------------------------------- checkpoints
-def test_typed_checkpoint_paths_are_validated_with_one_line_errors(env, tmp_path):
+def test_typed_checkpoint_paths_are_validated_with_one_line_errors(env, tmp_path, monkeypatch):
+    # Issue 15: detailed reasons only inside an allowed root (outside: tests/test_hostile_app.py), so allow tmp_path.
+    monkeypatch.setenv("FGVC_CHECKPOINT_ROOTS", str(tmp_path))
     at = open_app("dppm")
     cra = Path(env["FGVC_CHECKPOINT_DIR"]) / "cra_smra_demo.safetensors"
     (tmp_path / "notes.txt").write_text("hi")

@@ -8,11 +8,12 @@ left out of the lists (and reported with its reason when a user types its path).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fgvc_core.app.allowed import NOT_AVAILABLE, PathNotAvailable, allowed_roots, confine, is_inside
 from fgvc_core.app.settings import MODEL_KINDS, MODEL_TITLES, AppPaths, display_path
 from fgvc_core.engine.checkpoint import read_meta, sidecar_path
 from fgvc_core.errors import CheckpointError
@@ -49,23 +50,28 @@ class CheckpointInfo:
         return dict(self.meta["model"]["config"])
 
 
-def validate_checkpoint_path(text: str | Path, root: Path, kind: str | None = None) -> CheckpointInfo:
+def validate_checkpoint_path(
+    text: str | Path, root: Path, kind: str | None = None, allowed: Sequence[Path] | None = None
+) -> CheckpointInfo:
     """Check a path a user typed and describe the checkpoint it names.
 
     Args:
         text: the typed path; relative paths are taken from the repository root.
         root: the repository root.
         kind: when given, the model the checkpoint must hold.
+        allowed: the resolved folders checkpoints may be opened from (default: the checkpoint and runs roots of
+            :func:`fgvc_core.app.allowed.allowed_roots`).
 
     Raises:
-        CheckpointError: empty, missing, a folder, not ``.safetensors``, no or invalid sidecar, or another model;
-            the message says which, in one line.
+        PathNotAvailable: the path, or its sidecar, resolves outside ``allowed``: one message whatever it is.
+        CheckpointError: inside ``allowed`` but empty, missing, a folder, not ``.safetensors``, no or invalid
+            sidecar, or another model; the message says which, in one line.
     """
     raw = str(text).strip().strip("'\"")
     if not raw:
         raise CheckpointError("type the path of a .safetensors checkpoint")
-    path = Path(raw).expanduser()
-    path = path if path.is_absolute() else root / path
+    roots = allowed_roots().readable_checkpoints if allowed is None else tuple(allowed)
+    path = confine(raw, roots, root)  # before any check that would tell what exists
     if not path.exists():
         raise CheckpointError(f"no such file: {raw}")
     if path.is_dir():
@@ -74,8 +80,11 @@ def validate_checkpoint_path(text: str | Path, root: Path, kind: str | None = No
         raise CheckpointError(f"{path.name} is not a .safetensors checkpoint")
     if path.name.endswith(".train.safetensors"):
         raise CheckpointError(f"{path.name} holds optimizer state, not a model; pick the file beside it")
-    if not sidecar_path(path).is_file():
-        raise CheckpointError(f"{path.name} has no sidecar {sidecar_path(path).name} beside it")
+    sidecar = sidecar_path(path)
+    if not is_inside(sidecar, roots):  # a sidecar symlinked out of the roots would be read from anywhere
+        raise PathNotAvailable(f"{raw}: {NOT_AVAILABLE}")
+    if not sidecar.is_file():
+        raise CheckpointError(f"{path.name} has no sidecar {sidecar.name} beside it")
     info = describe(path, "typed")
     if kind is not None and info.kind != kind:
         other = MODEL_TITLES.get(info.kind, info.kind)
@@ -113,12 +122,16 @@ def _candidates(paths: AppPaths) -> Iterable[tuple[Path, str]]:
 def list_checkpoints(paths: AppPaths, kind: str | None = None) -> list[CheckpointInfo]:
     """Every usable checkpoint: the demos first, then the rest of ``checkpoints/``, then runs started in the app.
 
-    Files whose sidecar is missing or invalid, and training-state files, are left out.
+    Files whose sidecar is missing or invalid, training-state files, and files symlinked out of the allowed roots
+    are left out.
     """
+    roots = allowed_roots(paths).readable_checkpoints
     seen: set[Path] = set()
     found = []
     for path, source in _candidates(paths):
         if path.name.endswith(".train.safetensors") or not path.is_file() or path.resolve() in seen:
+            continue
+        if not (is_inside(path, roots) and is_inside(sidecar_path(path), roots)):
             continue
         seen.add(path.resolve())
         try:
@@ -159,8 +172,11 @@ def gamma_sweep(paths: AppPaths) -> list[SweepPoint]:
     points: dict[float, SweepPoint] = {}
     if not paths.sweep.is_dir():
         return []
+    roots = allowed_roots(paths).readable_checkpoints
     for path in sorted(paths.sweep.glob("*.safetensors")):
-        if path.name.endswith(".train.safetensors"):
+        if path.name.endswith(".train.safetensors") or not is_inside(path, roots):
+            continue
+        if not is_inside(sidecar_path(path), roots):
             continue
         try:
             info = describe(path, "sweep")

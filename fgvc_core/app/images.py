@@ -17,6 +17,8 @@ import streamlit as st
 from PIL import Image
 
 import fgvc_core
+from fgvc_core.app.settings import IMAGE_TYPES, UPLOAD_KINDS
+from fgvc_core.errors import ImageError
 
 
 @dataclass(frozen=True)
@@ -74,12 +76,31 @@ def benchmark_image(root: Path, index: int) -> ImageChoice:
     return ImageChoice(image, f"bench:{root}:{index}", f"{name} · #{index}", label, name, boxes)
 
 
-def uploaded_image(data: bytes, file_name: str) -> ImageChoice:
-    """An upload, decoded by ``load_image``.
+def check_upload_name(file_name: str) -> None:
+    """Refuse an upload whose name is not one of the image types the app reads, before its bytes are decoded.
+
+    The uploader accepts any file (a ``type=`` list makes Streamlit raise while it restores the widget, before the
+    page runs, and the page would show Streamlit's exception instead of a message), so the suffix is checked here.
 
     Raises:
-        ImageError: not an image, corrupt, too large or degenerate (one line, fit for the page).
+        ImageError: a NUL in the name, or a suffix outside ``IMAGE_TYPES`` (one line naming both).
     """
+    printable = "".join(c if c.isprintable() else "?" for c in file_name)[:120]
+    if "\0" in file_name:
+        raise ImageError(f"{printable}: a file name with a NUL byte is not accepted")
+    suffix = Path(file_name).suffix.lower().lstrip(".")
+    if suffix not in IMAGE_TYPES:
+        shown = f".{suffix} files" if suffix else "files without a suffix"
+        raise ImageError(f"{printable}: {shown} are not supported; upload {UPLOAD_KINDS}")
+
+
+def uploaded_image(data: bytes, file_name: str) -> ImageChoice:
+    """An upload, checked by name (:func:`check_upload_name`) and decoded by ``load_image``.
+
+    Raises:
+        ImageError: an unsupported type, not an image, corrupt, too large or degenerate (one line, fit for the page).
+    """
+    check_upload_name(file_name)
     named = io.BytesIO(data)
     named.name = file_name  # load_image names the file in its messages
     image = fgvc_core.load_image(named)

@@ -25,6 +25,7 @@ MODEL_TITLES: dict[str, str] = {"rams_trans": "RAMS-Trans", "cra_smra": "CRA-SMR
 DEMO_FILES: dict[str, str] = {"rams_trans": "rams_trans_demo.safetensors", "cra_smra": "cra_smra_demo.safetensors"}
 SWEEP_FOLDER = "sweep"
 IMAGE_TYPES: tuple[str, ...] = ("png", "jpg", "jpeg", "webp", "bmp", "gif", "tif", "tiff")
+UPLOAD_KINDS = "PNG, JPEG, WebP, BMP, GIF or TIFF"
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from fgvc_core.app.checkpoints import CheckpointInfo, list_checkpoints, validate
 from fgvc_core.app.guard import one_line
 from fgvc_core.app.images import ImageChoice, benchmark_image, gallery, gallery_order, uploaded_image
 from fgvc_core.app.models import LoadedModel, load_model
-from fgvc_core.app.settings import IMAGE_TYPES, MODEL_KINDS, MODEL_TITLES, AppPaths, app_paths, display_path
+from fgvc_core.app.settings import MODEL_KINDS, MODEL_TITLES, UPLOAD_KINDS, AppPaths, app_paths, display_path
 from fgvc_core.errors import CheckpointError, FGVCError
 
 TYPED = "__typed__"
@@ -112,7 +112,7 @@ def _model_slot(sidebar: Any, paths: AppPaths, kind: str, selection: Selection) 
         return
     try:
         selection.checkpoints[kind] = validate_checkpoint_path(text, paths.root, kind)
-    except CheckpointError as exc:
+    except FGVCError as exc:  # CheckpointError, or PathNotAvailable outside the allowed roots
         selection.problems[kind] = f"{title}: {one_line(exc)}"
         if text.strip():
             sidebar.error(one_line(exc))
@@ -137,7 +137,9 @@ def _benchmark(sidebar: Any, paths: AppPaths) -> ImageChoice | None:
 
 def _upload(sidebar: Any) -> ImageChoice | None:
     state = st.session_state
-    uploaded = sidebar.file_uploader("Upload an image", type=list(IMAGE_TYPES), key="uploader")
+    # No type= list: Streamlit would raise on a .svg while restoring the widget, before this code runs; the
+    # suffix and the content are checked by uploaded_image instead, with a one-line message.
+    uploaded = sidebar.file_uploader("Upload an image", key="uploader", help=f"{UPLOAD_KINDS}.")
     if uploaded is not None and uploaded.file_id != state.get(UPLOAD_ID):
         state[UPLOAD_ID] = uploaded.file_id
         try:
@@ -153,7 +155,7 @@ def _upload(sidebar: Any) -> ImageChoice | None:
     elif current is not None and uploaded is None:
         sidebar.caption(f"Showing {current.name}, uploaded earlier; drop a file to replace it.")
     elif current is None:
-        sidebar.caption("PNG, JPEG, WebP, BMP, GIF or TIFF.")
+        sidebar.caption(f"{UPLOAD_KINDS}.")
     return current
 
 

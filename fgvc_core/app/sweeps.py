@@ -1,4 +1,7 @@
-"""The δ sweep of the Tune page: accuracy and explanation metrics of one CRA-SMRA model against δ (paper Table 4).
+"""The δ sweep of the Tune page: accuracy and explanation metrics of ONE trained CRA-SMRA model against δ.
+
+This is a test-time sweep, not the paper's Table 4 (which compares models trained with each δ); δ ≤ 1/e suppresses
+every channel of every image (``fgvc_core.models.cra_smra.trace.ALL_SUPPRESSED_DELTA``).
 
 δ is a test-time option (the suppressed map feeds the next stage), so one trained model can be swept without
 retraining. Per batch of benchmark images, stages 1-3 run once (their output does not depend on δ) and every δ

@@ -17,6 +17,7 @@ from matplotlib.figure import Figure
 
 from fgvc_core.app.models import LoadedModel, metric_summary
 from fgvc_core.app.settings import MODEL_TITLES, display_path
+from fgvc_core.data.transforms import describe_preprocess, kept_fraction
 from fgvc_core.explain.figure_utils import format_prob
 from fgvc_core.explain.overlay import array_to_png_bytes, figure_to_png_bytes
 
@@ -83,6 +84,22 @@ def headline(label: str, probs: Any, classes: Sequence[str]) -> None:
     st.markdown(f":gray[{label}]\n\n#### {prediction_line(probs, classes)}")
 
 
+def input_text(loaded: LoadedModel, image: Any) -> str:
+    """How this checkpoint turns ``image`` into its input (its sidecar's preprocess) and how much of it is kept."""
+    pp = loaded.preprocess
+    width, height = image.image.size
+    kept = kept_fraction((width, height), pp)
+    return (
+        f"Input of this {MODEL_TITLES.get(loaded.kind, loaded.kind)} checkpoint: {describe_preprocess(pp)}. "
+        f"The network sees {kept:.0%} of this {width}×{height} px image."
+    )
+
+
+def input_note(loaded: LoadedModel, image: Any) -> None:
+    """:func:`input_text` as a caption."""
+    st.caption(input_text(loaded, image))
+
+
 def model_facts(loaded: LoadedModel) -> None:
     """What a checkpoint is: architecture options, data, training progress and accuracy from its sidecar."""
     meta = loaded.meta
@@ -97,6 +114,7 @@ def model_facts(loaded: LoadedModel) -> None:
     facts |= {
         "classes": len(loaded.classes),
         "input": f"{loaded.preprocess.get('img_size')} px ({loaded.preprocess.get('preset', '?')} preset)",
+        "resize / crop": describe_preprocess(loaded.preprocess),
         "dataset": (meta.get("dataset") or {}).get("name", "?"),
         "trained steps": meta.get("step", "?"),
         "epochs": meta.get("epoch", "?"),

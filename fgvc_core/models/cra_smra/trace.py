@@ -6,10 +6,14 @@ on; the frozen dataclasses make the "never alter shared state" rule visible in t
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
+
+# δ at or below 1/e suppresses every channel of every image (see StageTrace.all_suppressed_delta).
+ALL_SUPPRESSED_DELTA = math.exp(-1)
 
 
 class ReattentionOutput(NamedTuple):
@@ -66,6 +70,24 @@ class StageTrace:
     suppressed_mean: torch.Tensor
     stage_mean: torch.Tensor
     pooled: torch.Tensor
+
+    def suppressed_count(self, row: int = 0) -> tuple[int, int]:
+        """``(n, C)``: CRAM suppressed n of the stage's C channels for image ``row`` (``(0, C)`` without CRAM)."""
+        channels = int(self.stage_output.shape[1])
+        if self.suppressed_channels is None:
+            return 0, channels
+        return int(self.suppressed_channels[row].sum()), channels
+
+    def all_suppressed_delta(self, row: int = 0) -> float | None:
+        """The largest δ at which CRAM suppresses every channel of image ``row``: ``min I* / max I*``.
+
+        With I in (0, 1), ``I*_c / max I* = exp(I_c - max I) > 1/e``, so this is always above ``ALL_SUPPRESSED_DELTA``:
+        any δ up to it gives ``S = ω`` everywhere, a plain rescaling of X rather than a suppression. None without CRAM.
+        """
+        if self.importance_softmax is None:
+            return None
+        i_star = self.importance_softmax[row].double()
+        return float(i_star.min() / i_star.max())
 
 
 @dataclass(frozen=True)
