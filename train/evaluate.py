@@ -1,8 +1,9 @@
 """Evaluate a checkpoint: top-1/top-5, per-class accuracy and confusion for every head and the combined
 prediction; with ``--explain-metrics`` also the explanation and occlusion metrics against ground-truth parts.
 
-    python -m train.evaluate --checkpoint checkpoints/cra_smra_demo.safetensors --explain-metrics
-    python -m train.evaluate --checkpoint ... --data-root /data/CUB_200_2011 --dataset cub --split test
+    fgvc-evaluate --checkpoint checkpoints/cra_smra_demo.safetensors --explain-metrics
+    fgvc-evaluate --checkpoint ... --data-root /data/CUB_200_2011 --dataset cub --split test
+    python -m train.evaluate ...        # the same, from a checkout
 """
 
 from __future__ import annotations
@@ -10,27 +11,25 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
-
-import torch
 
 import fgvc_core
 from fgvc_core.errors import FGVCError
+from train import cli_args
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", required=True)
+    parser = cli_args.new_parser(__doc__)
+    cli_args.add_model_args(parser)
     parser.add_argument("--dataset", help="dataset name (default: the checkpoint's; synth_stream -> synth)")
-    parser.add_argument("--data-root", help="dataset folder (default: the checkpoint's)")
+    parser.add_argument("--data-root", type=cli_args.existing_dir, help="dataset folder (default: the checkpoint's)")
     parser.add_argument("--split", default=None, help="split to evaluate (default: the checkpoint's test split)")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--limit", type=int, default=None, help="only the first N images (explanation metrics)")
+    parser.add_argument("--batch-size", type=cli_args.positive_int, default=32)
+    parser.add_argument("--workers", type=cli_args.nonnegative_int, default=2, help="DataLoader workers (0: none)")
+    parser.add_argument("--limit", type=cli_args.positive_int, default=None,
+                        help="only the first N images (explanation metrics)")  # fmt: skip
     parser.add_argument("--explain-metrics", action="store_true", help="pointing game, part energy, crop recall, "
                         "occlusion and deletion/insertion against the ground-truth parts")  # fmt: skip
-    parser.add_argument("--json", type=Path, help="also write the full report here")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--json", type=cli_args.new_file, help="also write the full report here")
     return parser
 
 
@@ -66,17 +65,19 @@ def format_explanations(report: dict) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
+    import torch
+
     from fgvc_core.engine.data import eval_loader
     from fgvc_core.engine.trainer import evaluate_model
 
     try:
-        model, meta = fgvc_core.load_checkpoint(args.checkpoint, device=args.device)
+        device = torch.device(cli_args.resolve_device(args.device))
+        model, meta = fgvc_core.load_checkpoint(args.checkpoint, device=device)
         name, root, split = _dataset_args(meta, args)
         transform = fgvc_core.build_transform(meta)
         dataset = fgvc_core.build_dataset(name, root, split, transform)
         if list(dataset.classes) != list(meta["classes"]):
             raise FGVCError(f"the classes of {root} ({split}) differ from the checkpoint's")
-        device = torch.device(args.device)
         report = {"classification": evaluate_model(model, eval_loader(dataset, args.batch_size, args.workers),
                                                    device, "none")}  # fmt: skip
         print(format_classification(report["classification"]))
@@ -87,12 +88,16 @@ def main(args: argparse.Namespace) -> int:
             report["explanations"] = evaluate_explanations(model, raw, meta["preprocess"], limit=args.limit)
             print(format_explanations(report["explanations"]))
     except FGVCError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return cli_args.report_error(exc)
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
     return 0
 
 
+def cli() -> int:
+    """The ``fgvc-evaluate`` console script."""
+    return main(get_args_parser().parse_args())
+
+
 if __name__ == "__main__":
-    sys.exit(main(get_args_parser().parse_args()))
+    sys.exit(cli())

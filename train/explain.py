@@ -1,7 +1,8 @@
 """Export every visualisation of a checkpoint's model for a set of images: PNG figures, HTML pages, an index.
 
-    python -m train.explain --checkpoint checkpoints/cra_smra_demo.safetensors --images photos/ bird.jpg \\
+    fgvc-explain --checkpoint checkpoints/cra_smra_demo.safetensors --images photos/ bird.jpg \\
         --out explain_out --format png html --cam-method gradcam --delta 0.7
+    python -m train.explain ...        # the same, from a checkout
 
 RAMS-Trans: DPPM per scale, attention rollout, per-layer attention, gradient rollout, ViT CAM.
 CRA-SMRA: per-stage CAMs, CRAM channel bars, channel maps, SMRAM maps. Both: the prediction.
@@ -24,34 +25,35 @@ import json
 import re
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
-
-from tqdm import tqdm
 
 import fgvc_core
 from fgvc_core.errors import FGVCError
-from train.explain_views import ExplainOptions, View, check_options, describe, image_views
+from train import cli_args
+
+if TYPE_CHECKING:  # the views pull in matplotlib, plotly and torch: imported where used, so --help stays fast
+    from train.explain_views import ExplainOptions, View
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 PLOTLY_JS = "plotly.min.js"
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", required=True, help=".safetensors checkpoint with its .json sidecar")
+    parser = cli_args.new_parser(__doc__)
+    cli_args.add_model_args(parser)
     parser.add_argument("--images", nargs="+", required=True, help="image files and/or folders (searched recursively)")
-    parser.add_argument("--out", required=True, type=Path, help="output folder")
+    parser.add_argument("--out", required=True, type=cli_args.output_dir, help="output folder")
     parser.add_argument("--format", nargs="+", choices=("png", "html"), default=["png", "html"], dest="formats")
     parser.add_argument("--cam-method", default="gradcam", help="pytorch-grad-cam method (default gradcam)")
-    parser.add_argument("--threshold", type=float, nargs="+", help="RAMS-Trans DPPM α (one, or one per zoom)")
-    parser.add_argument("--delta", type=float, help="CRA-SMRA δ override")
-    parser.add_argument("--omega", type=float, help="CRA-SMRA ω override")
-    parser.add_argument("--topk", type=int, default=5, help="classes in the prediction views")
-    parser.add_argument("--dpi", type=int, default=100, help="PNG resolution")
+    parser.add_argument("--threshold", type=cli_args.finite_float, nargs="+",
+                        help="RAMS-Trans DPPM α (one, or one per zoom)")  # fmt: skip
+    parser.add_argument("--delta", type=cli_args.finite_float, help="CRA-SMRA δ override")
+    parser.add_argument("--omega", type=cli_args.finite_float, help="CRA-SMRA ω override")
+    parser.add_argument("--topk", type=cli_args.positive_int, default=5, help="classes in the prediction views")
+    parser.add_argument("--dpi", type=cli_args.int_in(10, 1000), default=100, help="PNG resolution (10-1000)")
     parser.add_argument("--plotlyjs", choices=("shared", "inline"), default="shared",
                         help="plotly.js once in OUT/ (shared) or inside every HTML page (inline)")  # fmt: skip
-    parser.add_argument("--device", default="cpu")
     return parser
 
 
@@ -141,6 +143,8 @@ def export_image(
     model: Any, meta: dict[str, Any], path: Path, folder: Path, options: ExplainOptions, formats: list[str], args
 ) -> dict[str, Any]:
     """Trace one image and write its views; returns its manifest record. Raises FGVCError for a bad image."""
+    from train.explain_views import describe, image_views
+
     image = fgvc_core.load_image(path)
     x = fgvc_core.build_transform(meta)(image).unsqueeze(0).to(args.device)
     views, summary = image_views(model, meta, x, image, options)
@@ -159,6 +163,10 @@ def export_image(
 
 
 def main(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from train.explain_views import ExplainOptions, check_options
+
     options = ExplainOptions(
         cam_method=args.cam_method,
         threshold=args.threshold[0] if args.threshold and len(args.threshold) == 1 else args.threshold,
@@ -167,8 +175,7 @@ def main(args: argparse.Namespace) -> int:
         topk=args.topk,
     )
     try:
-        if args.topk < 1 or args.dpi < 1:
-            raise FGVCError("--topk and --dpi must be positive")
+        args.device = cli_args.resolve_device(args.device)  # export_image moves each image there
         model, meta = fgvc_core.load_checkpoint(args.checkpoint, device=args.device)
         for note in check_options(model, options):
             print(f"note: {note}", file=sys.stderr)
@@ -176,8 +183,7 @@ def main(args: argparse.Namespace) -> int:
         if not paths:
             raise FGVCError("no images to explain: " + "; ".join(f"{p}: {why}" for p, why in problems))
     except FGVCError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return cli_args.report_error(exc)
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     if "html" in args.formats and args.plotlyjs == "shared" and not (out / PLOTLY_JS).is_file():
@@ -202,5 +208,10 @@ def main(args: argparse.Namespace) -> int:
     return 0 if not skipped else 1
 
 
+def cli() -> int:
+    """The ``fgvc-explain`` console script."""
+    return main(get_args_parser().parse_args())
+
+
 if __name__ == "__main__":
-    sys.exit(main(get_args_parser().parse_args()))
+    sys.exit(cli())

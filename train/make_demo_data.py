@@ -19,6 +19,7 @@ from pathlib import Path
 from fgvc_core.data.synth.spec import GENERATOR_VERSION
 from fgvc_core.data.synth.writer import META_FILE, is_complete, write_benchmark
 from fgvc_core.errors import FGVCError
+from train import cli_args
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_ROOT = REPO_ROOT / "data" / "synth"
@@ -27,11 +28,12 @@ DEMO = {"num_classes": 12, "per_class": 100, "size": 224, "seed": 1, "test_fract
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--root", default=str(DEFAULT_ROOT), help="target folder (default: <repo>/data/synth)")
-    parser.add_argument("--per-class", type=int, default=DEMO["per_class"], help="images per class")
-    parser.add_argument("--size", type=int, default=DEMO["size"], help="image side in pixels")
-    parser.add_argument("--workers", type=int, default=1, help="rendering processes")
+    parser = cli_args.Parser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--root", type=cli_args.output_dir, default=DEFAULT_ROOT,
+                        help="target folder (default: <repo>/data/synth)")  # fmt: skip
+    parser.add_argument("--per-class", type=cli_args.positive_int, default=DEMO["per_class"], help="images per class")
+    parser.add_argument("--size", type=cli_args.int_in(32, 4096), default=DEMO["size"], help="image side in pixels")
+    parser.add_argument("--workers", type=cli_args.positive_int, default=1, help="rendering processes")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 

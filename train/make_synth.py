@@ -3,46 +3,97 @@
 Example::
 
     python -m train.make_synth --out data/synth --classes 12 --per-class 100 --size 224 --seed 1 --workers 2
-    python -m train.make_synth --contact-sheet docs/synth_contact_sheet.png      # only the contact sheet
+    python -m train.make_synth --contact-sheet docs/synth_contact_sheet.png --seed 0   # only the contact sheet
 
 The class table is fixed (the seed only changes instances), so a benchmark written with another seed is a fair
-held-out set for a model trained on this one. See docs/synth.md.
+held-out set for a model trained on this one. A seed that a shipped checkpoint trained on (its sidecar's
+``train_config.data.seed`` for ``synth_stream``; 0 for the demo models) is refused for ``--out`` unless
+``--allow-train-seed``: its "test" split would hold that model's training images. See docs/synth.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
-from fgvc_core.errors import FGVCError
+from fgvc_core.errors import ConfigError, FGVCError
+from train import cli_args
+
+CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
+MAX_CLASSES = 45  # fgvc_core.data.synth.spec.MAX_CLASSES; checked there too, not imported (keeps --help fast)
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", help="output folder (must be new or empty unless --overwrite)")
-    parser.add_argument("--classes", type=int, default=12, help="number of classes (2..45; default 12 = 3x2x2)")
-    parser.add_argument("--per-class", type=int, default=50, help="images per class, train + test (default 50)")
-    parser.add_argument("--size", type=int, default=224, help="image side in pixels (default 224)")
-    parser.add_argument("--seed", type=int, default=0, help="instance seed; never changes what a class means")
-    parser.add_argument("--test-fraction", type=float, default=0.5, help="test share of each class (default 0.5)")
-    parser.add_argument("--workers", type=int, default=1, help="rendering processes; output bytes do not depend on it")
-    parser.add_argument("--jpeg-quality", type=int, default=95, help="JPEG quality (default 95)")
+    parser = cli_args.Parser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--out", type=cli_args.output_dir, help="output folder (must be new or empty unless --overwrite)"
+    )
+    parser.add_argument("--classes", type=cli_args.int_in(2, MAX_CLASSES), default=12,
+                        help=f"number of classes (2..{MAX_CLASSES}; default 12 = 3x2x2)")  # fmt: skip
+    parser.add_argument("--per-class", type=cli_args.positive_int, default=50,
+                        help="images per class, train + test (default 50)")  # fmt: skip
+    parser.add_argument(
+        "--size", type=cli_args.int_in(32, 4096), default=224, help="image side in pixels (default 224)"
+    )
+    parser.add_argument("--seed", type=cli_args.nonnegative_int, default=1,
+                        help="instance seed, never what a class means (default 1: the demo's test data)")  # fmt: skip
+    parser.add_argument("--allow-train-seed", action="store_true",
+                        help="write --out even with a seed a shipped checkpoint trained on")  # fmt: skip
+    parser.add_argument("--checkpoints", type=Path, default=CHECKPOINTS, metavar="DIR",
+                        help="sidecars naming the training seeds (default: the repository's checkpoints/)")  # fmt: skip
+    parser.add_argument("--test-fraction", type=cli_args.open_fraction, default=0.5,
+                        help="test share of each class, strictly between 0 and 1 (default 0.5)")  # fmt: skip
+    parser.add_argument("--workers", type=cli_args.positive_int, default=1,
+                        help="rendering processes; output bytes do not depend on it")  # fmt: skip
+    parser.add_argument("--jpeg-quality", type=cli_args.int_in(1, 100), default=95, help="JPEG quality (default 95)")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
-    parser.add_argument("--contact-sheet", metavar="PATH", help="also write a PNG with one example per class")
+    parser.add_argument("--contact-sheet", metavar="PATH", type=cli_args.new_file,
+                        help="also write a PNG with one example per class")  # fmt: skip
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
 
+def training_stream_seeds(folder: Path) -> dict[int, list[str]]:
+    """Seed -> the checkpoints (sidecars under ``folder``) that trained on ``SynthStream`` with that seed.
+
+    A sidecar that is not readable JSON, or not a synth-stream run, names no seed.
+    """
+    seeds: dict[int, list[str]] = {}
+    for sidecar in sorted(Path(folder).glob("**/*.json")):
+        try:
+            data = json.loads(sidecar.read_text(encoding="utf-8"))["train_config"]["data"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if isinstance(data, dict) and data.get("name") == "synth_stream" and isinstance(data.get("seed"), int):
+            seeds.setdefault(data["seed"], []).append(sidecar.stem)
+    return seeds
+
+
+def check_not_a_training_seed(seed: int, folder: Path) -> None:
+    """Refuse a seed whose images some shipped checkpoint trained on (its "test" split would not be held out)."""
+    users = training_stream_seeds(folder).get(seed)
+    if users:
+        raise ConfigError(
+            f"seed {seed} is the training stream of {', '.join(users)}: its test split would hold their training "
+            "images; pick another --seed (the demo's test data uses 1) or pass --allow-train-seed"
+        )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = get_args_parser().parse_args(argv)
+    parser = get_args_parser()
+    args = parser.parse_args(argv)
     if args.out is None and args.contact_sheet is None:
-        get_args_parser().error("give --out and/or --contact-sheet")
+        parser.error("give --out and/or --contact-sheet")
     try:
         if args.out is not None:
             from fgvc_core.data.synth.writer import write_benchmark
 
+            if not args.allow_train_seed:
+                check_not_a_training_seed(args.seed, args.checkpoints)
             start = time.perf_counter()
             root = write_benchmark(
                 args.out,
@@ -65,8 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             path = write_contact_sheet(args.contact_sheet, num_classes=args.classes, size=args.size, seed=args.seed)
             print(f"wrote contact sheet {path}")
     except FGVCError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return cli_args.report_error(exc)
     return 0
 
 
