@@ -1,6 +1,6 @@
 # The two commands a newcomer needs (see README):
 #   make app    - create .venv, install, build the demo data if missing, start the explorer
-#   make test   - create .venv, install (test tools included), run the whole test suite
+#   make test   - create .venv, install (test tools included), lint (make lint), run the whole test suite
 # Everything else here is a helper for those two.
 
 PYTHON ?= python3
@@ -23,9 +23,8 @@ demo-data: $(STAMP)
 app: demo-data
 	$(PY) -m streamlit run app.py --server.port $(PORT) --server.fileWatcherType none
 
-test: $(STAMP)
+test: lint
 	bash tests/install_browser.sh
-	$(PY) -m ruff check .
 	$(PY) -m pytest
 
 lint: $(STAMP)
