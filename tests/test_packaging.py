@@ -120,7 +120,6 @@ def test_make_test_runs_the_lint_checks_and_lint_skips_markdown() -> None:
     planned = subprocess.run(["make", "-n", "test"], cwd=REPO, capture_output=True, text=True, check=True).stdout
     assert "ruff check ." in planned and "ruff format --check ." in planned
     # ruff also formats python blocks inside markdown; the docs' blocks are laid out for reading (pyproject.toml)
-    markdown = [str(p.relative_to(REPO)) for p in REPO.glob("**/*.md") if ".venv" not in p.parts]
-    checked = subprocess.run([sys.executable, "-m", "ruff", "format", "--check", "--force-exclude", *markdown],
-                             cwd=REPO, capture_output=True, text=True)  # fmt: skip
-    assert checked.returncode == 0, checked.stdout + checked.stderr
+    checked = subprocess.run([sys.executable, "-m", "ruff", "format", "--check", "."], cwd=REPO, capture_output=True,
+                             text=True)  # fmt: skip
+    assert ".md" not in checked.stdout + checked.stderr
