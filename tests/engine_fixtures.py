@@ -35,7 +35,7 @@ def tiny_config(tmp_path: Path, model: str = "rams_trans", **train: Any) -> dict
     config = {
         "model": dict(TINY_MODELS[model]),
         "data": {"name": "synth_stream", "root": str(bench), "num_classes": 4, "train_samples": 32,
-                 "img_size": 32, "seed": 1},
+                 "img_size": 32, "seed": 1, "val_samples": 16},
         "train": {"epochs": 2, "batch_size": 8, "lr": 0.05, "workers": 0, "output": str(tmp_path / "run"),
                   "log_every": 1, **train},
     }  # fmt: skip

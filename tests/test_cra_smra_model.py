@@ -41,7 +41,7 @@ def test_config_holds_every_option_and_rebuilds_the_model():
     model = tiny(delta=0.8, omega=0.3, alpha=1.5, smram_resize="conv")
     assert model.config == {
         "num_classes": 5, **TINY, "variant": "cram_smram", "delta": 0.8, "omega": 0.3, "alpha": 1.5, "beta": 1.0,
-        "gamma": 1.0, "smram_resize": "conv",
+        "gamma": 1.0, "smram_resize": "conv", "suppress_from": "stage",
     }  # fmt: skip
     rebuilt = build_model("cra_smra", **model.config)
     mine = {k: v.shape for k, v in model.state_dict().items()}
@@ -332,7 +332,7 @@ def test_a_cache_of_another_input_model_mode_or_weights_raises(eval_model):
 
 
 # ---------------------------------------------------------------- training
-@pytest.mark.parametrize("variant", ["base", "cbam", "cram", "cram_smram"])
+@pytest.mark.parametrize("variant", ["plain", "base", "cbam", "cbam_full", "cram", "cram_smram"])
 def test_one_sgd_step_reduces_the_loss_and_reaches_the_new_modules(variant):
     model = tiny(variant, num_classes=4)
     x, target = torch.randn(8, 3, 64, 64), torch.tensor([0, 1, 2, 3, 0, 1, 2, 3])
@@ -340,7 +340,7 @@ def test_one_sgd_step_reduces_the_loss_and_reaches_the_new_modules(variant):
     loss, _ = model.loss(model(x), target)
     optimizer.zero_grad()
     loss.backward()
-    if variant != "base":
+    if variant not in ("base", "plain"):
         assert all(float(m.mlp.fc1.weight.grad.abs().sum()) > 0 for m in model.reattention)
         assert all(float(m.mlp.fc2.weight.grad.abs().sum()) > 0 for m in model.reattention)
     if variant == "cram_smram":
@@ -444,3 +444,56 @@ def test_pretrained_from_safetensors_and_wrong_architectures(tmp_path):
     torch.save(torchvision.models.resnet18(weights=None).state_dict(), wide)
     with pytest.raises(CheckpointError, match="resnet_tiny"):
         tiny(pretrained=wide)
+
+
+# ---------------------------------------------------------------- Table 3 rows: plain and full CBAM
+def test_plain_variant_is_the_bare_backbone_with_one_linear_head():
+    model = tiny("plain").eval()
+    assert model.head_names == ("plain",) and len(model.conv_blocks) == 0 and len(model.stage_heads) == 0
+    x = torch.randn(2, 3, 64, 64)
+    h = x
+    with torch.no_grad():
+        for stage in range(1, 6):  # naive: the backbone's five stages, average pool, one Linear
+            h = model.backbone.run_stage(stage, h)
+        expected = F.linear(h.mean((2, 3)), model.concat_head.weight, model.concat_head.bias)
+    out = model(x)
+    torch.testing.assert_close(out.logits["plain"], expected)
+    torch.testing.assert_close(model.predict(x), expected.softmax(-1))
+    loss, parts = model.train().loss(model(x), torch.tensor([0, 1]))
+    torch.testing.assert_close(loss, F.cross_entropy(model(x).logits["plain"], torch.tensor([0, 1])), atol=1e-3, rtol=0)
+    assert set(parts) == {"ce_plain", "total"}
+    assert model.eval().trace(x).stages[2].importance is None  # the pages still see the three stage maps
+
+
+def test_cbam_full_gates_channels_then_positions_like_cbam():
+    model = tiny("cbam_full").eval()
+    gate = model.reattention[0]
+    x = torch.randn(2, gate.mlp.fc1.in_channels, 8, 8)
+    with torch.no_grad():
+        mlp = gate.mlp
+        importance = torch.sigmoid(
+            mlp.fc2(F.relu(mlp.fc1(x.mean((2, 3), keepdim=True))))
+            + mlp.fc2(F.relu(mlp.fc1(x.amax((2, 3), keepdim=True))))
+        )
+        xc = x * importance
+        pooled = torch.cat([xc.mean(1, keepdim=True), xc.amax(1, keepdim=True)], dim=1)
+        conv = gate.spatial.conv  # timm ConvNormAct: 7x7 conv (no bias) then BN, no activation
+        spatial = torch.sigmoid(conv.bn(F.conv2d(pooled, conv.conv.weight, padding=3)))
+        expected = xc * spatial
+        out = gate(x, delta=0.5, omega=0.1)
+    torch.testing.assert_close(out.enhanced, expected, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(out.suppressed, expected)
+    torch.testing.assert_close(out.importance, importance.flatten(1))
+
+
+@pytest.mark.parametrize("suppress_from", ["stage", "enhanced"])
+def test_suppress_from_picks_what_s_multiplies(suppress_from):
+    model = tiny("cram", suppress_from=suppress_from).eval()
+    cram = model.reattention[1]
+    x = torch.rand(2, cram.mlp.fc1.in_channels, 4, 4)
+    with torch.no_grad():
+        out = cram(x, delta=0.9, omega=0.5)
+    source = x if suppress_from == "stage" else x * out.importance[:, :, None, None]
+    torch.testing.assert_close(out.suppressed, source * out.suppression[:, :, None, None])
+    with pytest.raises(ConfigError, match="suppress_from"):
+        tiny("cram", suppress_from="input")

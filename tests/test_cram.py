@@ -114,3 +114,16 @@ def test_gradients_reach_the_mlp_through_x_e_not_through_s():
     cram.zero_grad()
     out = cram(x)
     assert not out.suppression.requires_grad  # S is a step function of I
+
+
+def test_every_delta_at_or_below_one_over_e_suppresses_every_channel():
+    """I in (0, 1) gives I*_c / I*_max = exp(I_c - I_max) > 1/e: the δ range below 1/e is degenerate."""
+    from fgvc_core.models.cra_smra.cram import DEGENERATE_DELTA, suppressed_channels
+
+    assert DEGENERATE_DELTA == pytest.approx(0.36788, abs=1e-5)
+    importance = torch.rand(64, 256) * 0.98 + 0.01  # sigmoid outputs, far apart as they can be
+    importance[:, 0], importance[:, 1] = 0.999, 0.001  # the widest spread
+    softmax = importance.softmax(dim=1)
+    assert suppressed_channels(softmax, DEGENERATE_DELTA).all()
+    assert suppressed_channels(softmax, 0.2).all()
+    assert not suppressed_channels(softmax, 0.5).all()  # above 1/e a wide spread keeps some channels

@@ -11,7 +11,7 @@ With DDP, each rank takes a strided share of the same permutation (``Distributed
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -19,6 +19,8 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 import fgvc_core
 from fgvc_core.data.transforms import build_transform, preprocess_config
+from fgvc_core.engine.bad_images import GuardedLoader
+from fgvc_core.engine.splits import SubsetView, per_class_holdout
 from fgvc_core.errors import ConfigError
 
 
@@ -85,10 +87,23 @@ def index_seed(index: int) -> int:
     return _mix(0, index)
 
 
-def build_data(data_cfg: dict[str, Any], preprocess: dict[str, Any]) -> tuple[Dataset, Dataset, list[str]]:
-    """(train set without transform, test set with the eval transform, class names) for a config's data section."""
+class RunData(NamedTuple):
+    """The data of one run: training set (untransformed), validation and test sets (eval transform), classes.
+
+    ``val`` is None when the run selects on the test split or on the last epoch without a validation split.
+    """
+
+    train: Dataset
+    val: Dataset | None
+    test: Dataset
+    classes: list[str]
+
+
+def build_data(data_cfg: dict[str, Any], preprocess: dict[str, Any]) -> RunData:
+    """The training, validation and test sets of a config's data section (see `fgvc_core.engine.splits`)."""
     name = data_cfg["name"]
     options = dict(data_cfg.get("options") or {})
+    eval_transform = build_transform(preprocess)
     if name == "synth_stream":
         from fgvc_core.data.synth import SynthStream
 
@@ -101,19 +116,37 @@ def build_data(data_cfg: dict[str, Any], preprocess: dict[str, Any]) -> tuple[Da
         train = SynthStream(
             num_samples=data_cfg["train_samples"], num_classes=num_classes, seed=data_cfg["seed"], **options
         )
-        test = fgvc_core.build_dataset("synth", data_cfg["root"], data_cfg["test_split"], build_transform(preprocess))
+        test = fgvc_core.build_dataset("synth", data_cfg["root"], data_cfg["test_split"], eval_transform)
         classes = list(test.classes)
         if classes != list(train.classes):
             raise ConfigError(
                 f"the training stream's {num_classes} classes differ from the test benchmark's in {data_cfg['root']} "
                 f"({len(classes)} classes); set data.num_classes to match it"
             )
-        return train, test, classes
+        val = None
+        if data_cfg.get("val_samples", 0) > 0:
+            if data_cfg["val_stream_seed"] == data_cfg["seed"]:
+                raise ConfigError("data.val_stream_seed must differ from data.seed (the training stream's)")
+            val = SynthStream(
+                num_samples=data_cfg["val_samples"],
+                num_classes=num_classes,
+                seed=data_cfg["val_stream_seed"],
+                transform=eval_transform,
+                **{k: v for k, v in options.items() if k != "transform"},
+            )
+        return RunData(train, val, test, classes)
     train = fgvc_core.build_dataset(name, data_cfg["root"], data_cfg["train_split"], None, **options)
-    test = fgvc_core.build_dataset(
-        name, data_cfg["root"], data_cfg["test_split"], build_transform(preprocess), **options
-    )
-    return train, test, list(train.classes)
+    test = fgvc_core.build_dataset(name, data_cfg["root"], data_cfg["test_split"], eval_transform, **options)
+    val = None
+    if data_cfg.get("val_split") is not None:
+        val = fgvc_core.build_dataset(name, data_cfg["root"], data_cfg["val_split"], eval_transform, **options)
+        if list(val.classes) != list(train.classes):
+            raise ConfigError(f"data.val_split {data_cfg['val_split']!r} has other classes than the training split")
+    elif data_cfg.get("val_fraction", 0.0) > 0:
+        kept, held_out = per_class_holdout(train.targets, data_cfg["val_fraction"], data_cfg["val_seed"])
+        val = SubsetView(train, held_out, eval_transform)
+        train = SubsetView(train, kept)
+    return RunData(train, val, test, list(train.classes))
 
 
 def synth_options(values: dict[str, Any]) -> Any:
@@ -130,7 +163,9 @@ def synth_options(values: dict[str, Any]) -> Any:
 
 
 def data_preprocess(data_cfg: dict[str, Any]) -> dict[str, Any]:
-    return preprocess_config(data_cfg["preset"], data_cfg.get("img_size"))
+    return preprocess_config(
+        data_cfg["preset"], data_cfg.get("img_size"), data_cfg.get("resize_mode"), data_cfg.get("train_crop")
+    )
 
 
 def train_loader(
@@ -144,6 +179,7 @@ def train_loader(
     rank: int = 0,
     world_size: int = 1,
     curriculum: dict[str, Any] | None = None,
+    on_bad_image: str = "stop",
 ) -> DataLoader:
     """Loader for one epoch of training (a new one per epoch: the sampler carries the epoch and the skip).
 
@@ -154,8 +190,9 @@ def train_loader(
         easy = curriculum is not None and epoch < int(curriculum.get("epochs", 0))
         dataset = dataset.window(epoch, synth_options(curriculum.get("options", {})) if easy else None)
     sampler = EpochSampler(len(dataset), batch_size, seed, epoch, skip_batches, rank, world_size)
-    return DataLoader(
+    return GuardedLoader(  # an image that fails to decode: one clear line, or skipped (engine/bad_images.py)
         SeededTransform(dataset, build_transform(preprocess, train=True)),
+        on_bad_image=on_bad_image,
         batch_size=batch_size,
         sampler=sampler,
         num_workers=workers,

@@ -2,15 +2,17 @@
 
 timm's ``ChannelAttn.forward`` returns ``x * I`` only; CRAM also needs ``I`` itself (for ``I*`` and ``S``), so
 :func:`channel_importance` evaluates the same layers (``fc1``, ``act``, ``fc2``, ``gate``) and stops before the
-product. The ``cbam`` ablation variant (paper Table 3, "+CBAM instead of CRAM") uses the gate alone:
-``X_e = X_s = I ⊗ X``. Only the channel half of CBAM is used, as the ablation swaps one channel module for another.
+product. Two ablation variants stand in CRAM's place (paper Table 3, "+CBAM instead of CRAM"):
+- ``cbam``: CBAM's channel gate alone, ``X_e = X_s = I ⊗ X`` (one channel module swapped for another);
+- ``cbam_full``: the whole CBAM (Woo et al. 2018), the channel gate then timm's 7×7 spatial gate,
+  ``X_e = X_s = M_s(I ⊗ X) ⊗ (I ⊗ X)``: what the paper's table row names.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn as nn
-from timm.layers.cbam import ChannelAttn
+from timm.layers.cbam import ChannelAttn, SpatialAttn
 
 from fgvc_core.models.cra_smra.trace import ReattentionOutput
 
@@ -41,4 +43,22 @@ class CbamChannelGate(nn.Module):
         """Gate ``x``; ``delta``/``omega`` are accepted for a uniform call and ignored."""
         importance = channel_importance(self.mlp, x)
         gated = x * importance[:, :, None, None]
+        return ReattentionOutput(enhanced=gated, suppressed=gated, importance=importance)
+
+
+class CbamFull(nn.Module):
+    """The ``cbam_full`` variant: CBAM's channel gate, then its spatial gate (timm's ``SpatialAttn``).
+
+    No suppression: ``X_s = X_e``, as in the ``cbam`` variant.
+    """
+
+    def __init__(self, channels: int, reduction: int = 16) -> None:
+        super().__init__()
+        self.mlp = make_channel_mlp(channels, reduction)
+        self.spatial = SpatialAttn(kernel_size=7)
+
+    def forward(self, x: torch.Tensor, delta: float | None = None, omega: float | None = None) -> ReattentionOutput:
+        """Gate ``x`` by channel then by position; ``delta``/``omega`` are accepted for a uniform call and ignored."""
+        importance = channel_importance(self.mlp, x)
+        gated = self.spatial(x * importance[:, :, None, None])
         return ReattentionOutput(enhanced=gated, suppressed=gated, importance=importance)

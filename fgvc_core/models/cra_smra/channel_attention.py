@@ -6,11 +6,17 @@ Every class takes ``(channels, reduction)`` and is called as ``module(x, delta=.
 =============  ===================  =====================================  =======
 variant        channel attention    X_e (before Conv_layer) / X_s          SMRAM
 =============  ===================  =====================================  =======
-``base``       none                 X / X                                  no
+``plain``      none                 X / X; one head on stage 5, no         no
+                                    Conv_layers (the paper's "ResNet50")
+``base``       none                 X / X (multi-stage heads kept)         no
 ``cbam``       CBAM channel gate    I ⊗ X / I ⊗ X                          no
-``cram``       CRAM                 I ⊗ X / S ⊗ X                          no
-``cram_smram`` CRAM                 I ⊗ X / S ⊗ X                          yes
+``cbam_full``  CBAM channel +       M_s ⊗ (I ⊗ X) / the same               no
+               spatial gate
+``cram``       CRAM                 I ⊗ X / S ⊗ X (or S ⊗ X_e)             no
+``cram_smram`` CRAM                 I ⊗ X / S ⊗ X (or S ⊗ X_e)             yes
 =============  ===================  =====================================  =======
+
+``X_s = S ⊗ X`` or ``S ⊗ X_e`` is the build option ``suppress_from`` (``"stage"``, default, or ``"enhanced"``).
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import torch
 import torch.nn as nn
 
 from fgvc_core.errors import ConfigError
-from fgvc_core.models.cra_smra.cbam import CbamChannelGate
+from fgvc_core.models.cra_smra.cbam import CbamChannelGate, CbamFull
 from fgvc_core.models.cra_smra.cram import Cram
 from fgvc_core.models.cra_smra.trace import ReattentionOutput
 
@@ -34,12 +40,19 @@ class NoReattention(nn.Module):
         return ReattentionOutput(enhanced=x, suppressed=x)
 
 
-_ATTENTION: dict[str, type[nn.Module]] = {"none": NoReattention, "cbam": CbamChannelGate, "cram": Cram}
+_ATTENTION: dict[str, type[nn.Module]] = {
+    "none": NoReattention,
+    "cbam": CbamChannelGate,
+    "cbam_full": CbamFull,
+    "cram": Cram,
+}
 
-# variant -> (channel attention, with SMRAM)
+# variant -> (channel attention, with SMRAM); ``plain`` also drops the multi-stage heads (see the model)
 _VARIANTS: dict[str, tuple[str, bool]] = {
+    "plain": ("none", False),
     "base": ("none", False),
     "cbam": ("cbam", False),
+    "cbam_full": ("cbam_full", False),
     "cram": ("cram", False),
     "cram_smram": ("cram", True),
 }
@@ -58,7 +71,11 @@ def variant_parts(variant: str) -> tuple[str, bool]:
         raise ConfigError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}") from None
 
 
-def create_channel_attention(variant: str, channels: int, reduction: int = 16) -> nn.Module:
+def create_channel_attention(
+    variant: str, channels: int, reduction: int = 16, suppress_from: str = "stage"
+) -> nn.Module:
     """The channel-attention module that ``variant`` puts after a stage with ``channels`` channels."""
     kind, _ = variant_parts(variant)
+    if kind == "cram":
+        return Cram(channels, reduction, suppress_from=suppress_from)
     return _ATTENTION[kind](channels, reduction)

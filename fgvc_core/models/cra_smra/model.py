@@ -24,6 +24,7 @@ from fgvc_core.errors import CheckpointError, ConfigError
 from fgvc_core.models.base import FGVCModel, ModelOutput
 from fgvc_core.models.cra_smra.backbones import BACKBONES, build_backbone
 from fgvc_core.models.cra_smra.channel_attention import VARIANTS, create_channel_attention, variant_parts
+from fgvc_core.models.cra_smra.cram import SUPPRESS_FROM
 from fgvc_core.models.cra_smra.heads import Classifier, conv_block, global_max_pool
 from fgvc_core.models.cra_smra.smram import SMRAM_RESIZE, Smram, diversity_loss
 from fgvc_core.models.cra_smra.trace import (
@@ -37,6 +38,7 @@ from fgvc_core.models.cra_smra.trace import (
 from fgvc_core.models.weights import LoadReport, load_matching, read_state_dict
 
 HEAD_NAMES: tuple[str, ...] = ("stage3", "stage4", "stage5", "concat")
+PLAIN_HEAD = "plain"  # the ``plain`` variant's one head: global average pool of stage 5 -> Linear (torchvision's)
 CRAM_STAGES: tuple[int, ...] = (3, 4, 5)
 # Where a caller may tap a stage: "stage" = the backbone stage output X, "enhanced" = X_e after the Conv_layer.
 TAP_POINTS: tuple[str, ...] = ("stage", "enhanced")
@@ -117,10 +119,21 @@ class CraSmra(FGVCModel):
         channels = [spec.channels[s - 1] for s in CRAM_STAGES]
         width = cfg["conv_channels"]
         variant, reduction = cfg["variant"], cfg["reduction"]
-        self.reattention = nn.ModuleList(create_channel_attention(variant, c, reduction) for c in channels)
-        self.conv_blocks = nn.ModuleList(conv_block(c, cfg["conv_mid_channels"], width) for c in channels)
-        self.stage_heads = nn.ModuleList(Classifier(width, cfg["head_hidden"], cfg["num_classes"]) for _ in channels)
-        self.concat_head = Classifier(len(channels) * width, cfg["head_hidden"], cfg["num_classes"])
+        self.reattention = nn.ModuleList(
+            create_channel_attention(variant, c, reduction, cfg["suppress_from"]) for c in channels
+        )
+        self.plain = variant == "plain"
+        if self.plain:  # the paper's "ResNet50" row: the bare backbone and one linear head
+            self.head_names = (PLAIN_HEAD,)
+            self.conv_blocks = nn.ModuleList()
+            self.stage_heads = nn.ModuleList()
+            self.concat_head = nn.Linear(channels[-1], cfg["num_classes"])
+        else:
+            self.conv_blocks = nn.ModuleList(conv_block(c, cfg["conv_mid_channels"], width) for c in channels)
+            self.stage_heads = nn.ModuleList(
+                Classifier(width, cfg["head_hidden"], cfg["num_classes"]) for _ in channels
+            )
+            self.concat_head = Classifier(len(channels) * width, cfg["head_hidden"], cfg["num_classes"])
         strides = [spec.strides[s - 1] for s in CRAM_STAGES]
         self.smram = Smram(width, strides, cfg["smram_resize"]) if with_smram else None
         self.uses_cram = kind == "cram"
@@ -174,16 +187,20 @@ class CraSmra(FGVCModel):
             h = _apply_tap(taps, f"stage{stage}", h)
             out = self.reattention[i](h, delta=delta, omega=omega)
             cached = enhanced3 if i == 0 else None
-            enhanced = (
-                cached
-                if cached is not None
-                else _apply_tap(taps, f"enhanced{stage}", self.conv_blocks[i](out.enhanced))
-            )
-            passes.append(StagePass(stage, h, out, enhanced, global_max_pool(enhanced)))
+            if cached is not None:
+                enhanced = cached
+            else:
+                conv = nn.Identity() if self.plain else self.conv_blocks[i]
+                enhanced = _apply_tap(taps, f"enhanced{stage}", conv(out.enhanced))
+            pooled = enhanced.mean((2, 3)) if self.plain else global_max_pool(enhanced)
+            passes.append(StagePass(stage, h, out, enhanced, pooled))
             h = out.suppressed
-        logits = {f"stage{p.stage}": head(p.pooled) for p, head in zip(passes, self.stage_heads)}
-        logits["concat"] = self.concat_head(torch.cat([p.pooled for p in passes], dim=1))
-        probs = torch.stack([logits[name].softmax(dim=-1) for name in HEAD_NAMES]).mean(dim=0)
+        if self.plain:
+            logits = {PLAIN_HEAD: self.concat_head(passes[-1].pooled)}
+        else:
+            logits = {f"stage{p.stage}": head(p.pooled) for p, head in zip(passes, self.stage_heads)}
+            logits["concat"] = self.concat_head(torch.cat([p.pooled for p in passes], dim=1))
+        probs = torch.stack([logits[name].softmax(dim=-1) for name in self.head_names]).mean(dim=0)
         maps = l_div = None
         if with_smram and self.smram is not None:
             maps = self.smram([p.enhanced for p in passes])
@@ -198,10 +215,15 @@ class CraSmra(FGVCModel):
         return ModelOutput(logits=run.logits, probs=run.probs, aux=aux)
 
     def loss(self, output: ModelOutput, target: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-        """``α·CE(concat) + β·Σ_i CE(stage_i) + γ·L_div`` (the last term only when ``output.aux`` has ``l_div``)."""
+        """``α·CE(concat) + β·Σ_i CE(stage_i) + γ·L_div`` (the last term only when ``output.aux`` has ``l_div``);
+        the ``plain`` variant's loss is the CE of its one head."""
         cfg = self.config
-        parts = {f"ce_{name}": F.cross_entropy(output.logits[name], target) for name in HEAD_NAMES}
-        total = cfg["alpha"] * parts["ce_concat"] + cfg["beta"] * sum(parts[f"ce_stage{s}"] for s in CRAM_STAGES)
+        parts = {f"ce_{name}": F.cross_entropy(output.logits[name], target) for name in self.head_names}
+        if self.plain:
+            total = parts[f"ce_{PLAIN_HEAD}"]
+        else:
+            total = cfg["alpha"] * parts["ce_concat"]
+            total = total + cfg["beta"] * sum(parts[f"ce_stage{s}"] for s in CRAM_STAGES)
         if "l_div" in output.aux:
             parts["l_div"] = output.aux["l_div"]
             total = total + cfg["gamma"] * parts["l_div"]
@@ -319,7 +341,7 @@ class CraSmra(FGVCModel):
         # also on CRAM(3)'s importance MLP and that Conv_layer; tensor versions change with every in-place update
         # (optimizer step, load_state_dict), ids with replaced tensors.
         weights = list(self.backbone.stage_parameters_and_buffers(tuple(range(1, CRAM_STAGES[0] + 1))))
-        for module in (self.reattention[0], self.conv_blocks[0]):
+        for module in (self.reattention[0], *self.conv_blocks[:1]):
             weights += [*module.parameters(), *module.buffers()]
         first = weights[0]
         versions = tuple((id(t), t._version) for t in weights)
@@ -340,6 +362,7 @@ def build_cra_smra(
     beta: float = 1.0,
     gamma: float = 1.0,
     smram_resize: str = "avgpool",
+    suppress_from: str = "stage",
     pretrained: str | Path | None = None,
     **unknown: Any,
 ) -> CraSmra:
@@ -348,7 +371,9 @@ def build_cra_smra(
     Args:
         num_classes: K, at least 2.
         backbone: ``resnet_tiny`` (demo), ``resnet18``, ``resnet34``, ``resnet50``, ``resnet101``, ``densenet161``.
-        variant: ``base``, ``cbam``, ``cram`` or ``cram_smram`` (paper Table 3).
+        variant: ``plain`` (bare backbone + one linear head: the paper's "ResNet50" row), ``base`` (multi-stage
+            heads, no channel attention), ``cbam`` (CBAM's channel gate), ``cbam_full`` (channel + spatial gate:
+            the paper's "+CBAM" row), ``cram`` or ``cram_smram`` (paper Table 3).
         delta: δ in (0, 1]: CRAM suppresses channels with ``I*_c ≥ δ·max(I*)``.
         omega: ω in [0, 1]: the factor suppressed channels get in ``X_s``.
         reduction: r of the channel MLP.
@@ -357,6 +382,8 @@ def build_cra_smra(
         head_hidden: hidden width of each classifier.
         alpha: weight of CE(concat). beta: weight of each stage CE. gamma: weight of L_div.
         smram_resize: how SMRAM brings stages 3/4 to stage 5's size, ``avgpool`` (default) or ``conv``.
+        suppress_from: what CRAM's ``S`` multiplies to give the next stage's input: ``"stage"`` (``X_s = S ⊗ X``,
+            default) or ``"enhanced"`` (``X_s = S ⊗ X_e``); the paper's equation is lost (METHODS.md).
         pretrained: optional local backbone weights file (never downloaded); its load report is kept in
             ``model.pretrained_report``.
 
@@ -382,6 +409,7 @@ def build_cra_smra(
         "beta": _number("beta", beta, 0.0, math.inf),
         "gamma": _number("gamma", gamma, 0.0, math.inf),
         "smram_resize": _choice("smram_resize", smram_resize, SMRAM_RESIZE),
+        "suppress_from": _choice("suppress_from", suppress_from, SUPPRESS_FROM),
     }
     model = CraSmra(config)
     if pretrained is not None:

@@ -67,8 +67,11 @@ def build_rams_trans(
         img_size: network input side, or ``(height, width)``; must be a multiple of the patch size.
         patch_size: patch side or ``(h, w)``; None keeps the backbone's (the official code ran 32 px patches).
         num_scales: 2 in the paper; 1 is a plain ViT, 3 adds a second zoom.
-        scale_loss_weights: ``w_s`` in ``L = Σ w_s CE(logits_s)``, one per scale; None = all 1 (paper figure);
-            ``(1, 0)`` is the official code, which trains scale 1 only.
+        scale_loss_weights: ``w_s`` in ``L = Σ w_s CE(logits_s)``, one per scale; None = all 1 (paper figure).
+            ``(1, 0)`` is the official code's *loss* (scale 1 only), not its model: there both CLS tokens sit in
+            every pass, so scale 1's loss trains the second one too; here scale 2's own CLS token then gets no
+            gradient. A zero-weight scale is untrained, so it is left out of the combined prediction (and so
+            out of checkpoint selection): with ``(1, 0)`` the model predicts with scale 1 alone.
         threshold: α in ``mask = s > α·mean(s)``: one number for every zoom or one per zoom (official 3-scale
             values: ``[1.2, 1.3]``).
         head_fusion: ``"mean"`` (paper), ``"max"`` or ``"min"`` over attention heads.
@@ -151,6 +154,9 @@ class RamsTrans(FGVCModel):
             [nn.Parameter(vit.cls_token.detach().clone()) for _ in range(num_scales - 1)]
         )
         self.head_names = tuple(f"scale{s + 1}" for s in range(num_scales))
+        # The heads the combined prediction averages: the trained ones (w_s > 0). An untrained scale's softmax
+        # would only add noise to the prediction and to checkpoint selection.
+        self.combined_heads = tuple(name for name, w in zip(self.head_names, config["scale_loss_weights"]) if w > 0)
         self.options = options
         self.pretrained_report: LoadReport | None = None
         self._grid, self._patch, self._size = vitlib.grid_geometry(vit)
@@ -226,7 +232,7 @@ class RamsTrans(FGVCModel):
                     _, proposal = self._propose(attentions, opts, s, "mean")
                     box = dppm.compose_boxes(box, proposal.box, self._size)
                     current = dppm.crop_and_resize(x, box, self._size)
-        probs = torch.stack([F.softmax(v.float(), dim=-1) for v in logits.values()]).mean(dim=0)
+        probs = torch.stack([F.softmax(logits[name].float(), dim=-1) for name in self.combined_heads]).mean(dim=0)
         return ModelOutput(logits=logits, probs=probs, aux={"boxes": torch.stack(boxes, dim=1)})
 
     def forward(self, x: torch.Tensor) -> ModelOutput:
@@ -317,7 +323,8 @@ class RamsTrans(FGVCModel):
                 )
             )
             box = dppm.compose_boxes(box, proposal.box, self._size)
-        probs = torch.stack([scale.probs for scale in scales]).mean(dim=0)
+        probs = torch.stack([sc.probs for sc, name in zip(scales, self.head_names) if name in self.combined_heads])
+        probs = probs.mean(dim=0)
         return RamsTransTrace(scales=tuple(scales), probs=probs, options=opts.as_dict(), cache=state)
 
     def _scale1_state(self, x: torch.Tensor | None, reuse: RamsTransTrace | None, device) -> Scale1State:

@@ -73,7 +73,7 @@ class RamsTransTrace:
     """A full RAMS-Trans trace: per-scale artefacts, the combined prediction and the options used."""
 
     scales: tuple[ScaleTrace, ...]
-    probs: torch.Tensor  # (B, K) mean of the per-scale softmaxes (the paper's test rule)
+    probs: torch.Tensor  # (B, K) mean of the trained scales' softmaxes (the paper's test rule; w_s > 0)
     options: dict[str, Any]  # threshold(s), head_fusion, query, discard_ratio, start_layer actually used
     cache: Scale1State
 
