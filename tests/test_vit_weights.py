@@ -140,3 +140,16 @@ def test_bad_weight_files_raise_checkpoint_error(tmp_path):
     np.savez(broken, **{"embedding/kernel": np.zeros((8, 8, 3, D), np.float32)})
     with pytest.raises(CheckpointError, match="npz"):
         build(pretrained=broken)
+
+
+def test_a_partly_matching_file_below_half_of_the_vit_is_refused(tmp_path, caplog):
+    source = {k: v.contiguous() for k, v in timm_vit().state_dict().items()}
+    kept = {k: v for k, v in source.items() if not k.startswith("blocks.")}  # embeddings, norm, head: < half
+    save_file(kept, str(tmp_path / "partial.safetensors"))
+    with pytest.raises(CheckpointError, match=r"partial\.safetensors fills only \d+% .*missing: blocks\.0\."):
+        build(pretrained=tmp_path / "partial.safetensors")
+    save_file(source, str(tmp_path / "full.safetensors"))
+    with caplog.at_level("INFO", logger="fgvc_core.models.weights"):
+        build(pretrained=tmp_path / "full.safetensors", num_classes=K + 1)  # another head: loaded, and reported
+    assert [r.levelname for r in caplog.records] == ["WARNING"]
+    assert "other shape: head.bias, head.weight" in caplog.records[0].getMessage()

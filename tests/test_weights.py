@@ -67,3 +67,25 @@ def test_missing_corrupt_and_pickled_objects_are_refused(tmp_path):
     with pytest.raises(CheckpointError):
         read_state_dict(evil)
     assert not (tmp_path / "PWNED").exists()
+
+
+def test_a_load_below_the_minimum_fraction_is_refused_and_copies_nothing():
+    target = _net()
+    before = {k: v.clone() for k, v in target.state_dict().items()}
+    state = {"0.weight": torch.full((3, 4), 7.0), "2.weight": torch.zeros(5, 5)}  # 1 of 4 tensors fits
+    with pytest.raises(CheckpointError, match=r"w\.pth fills only 25% of this model's tensors \(at least 50% needed\)"):
+        load_matching(target, state, source="w.pth", min_fraction=0.5)
+    assert all(torch.equal(target.state_dict()[k], v) for k, v in before.items())
+
+
+def test_the_load_report_is_logged_with_the_keys_that_did_not_load(caplog):
+    state = {"0.weight": torch.zeros(3, 4), "0.bias": torch.zeros(3), "2.weight": torch.zeros(2, 3),
+             "extra.bias": torch.zeros(1)}  # fmt: skip
+    with caplog.at_level("INFO", logger="fgvc_core.models.weights"):
+        load_matching(_net(), state, source="w.pth", min_fraction=0.5)
+    (record,) = caplog.records
+    assert record.levelname == "WARNING"
+    assert record.getMessage() == (
+        "w.pth: 3 tensors loaded, 1 missing, 1 unexpected, 0 with a different shape; missing: 2.bias; "
+        "unexpected: extra.bias"
+    )

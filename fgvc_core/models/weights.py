@@ -6,6 +6,7 @@ No hub, no downloads: users point to a file on disk. ``torch.load`` is only ever
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,6 +17,11 @@ from fgvc_core.errors import CheckpointError
 
 # Wrappers that training scripts commonly put around the real state dict.
 _WRAPPER_KEYS = ("state_dict", "model", "model_state", "module", "net")
+
+MIN_PRETRAINED_FRACTION = 0.5
+"""Default share of a model's tensors a ``pretrained`` file must fill: below it, the file is for another model."""
+
+log = logging.getLogger(__name__)
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
@@ -64,18 +70,38 @@ class LoadReport:
     unexpected: list[str] = field(default_factory=list)  # in the file, not in the model
     shape_mismatch: list[str] = field(default_factory=list)  # in both, different shapes
 
+    @property
+    def fraction(self) -> float:
+        """Share of the model's tensors that were loaded."""
+        total = len(self.matched) + len(self.missing) + len(self.shape_mismatch)
+        return len(self.matched) / total if total else 0.0
+
     def summary(self) -> str:
         return (
             f"{len(self.matched)} tensors loaded, {len(self.missing)} missing, "
             f"{len(self.unexpected)} unexpected, {len(self.shape_mismatch)} with a different shape"
         )
 
+    def details(self, limit: int = 3) -> str:
+        """The summary with a few example names of each kind of key that did not load."""
+        parts = [self.summary()]
+        for label, keys in (("missing", self.missing), ("unexpected", self.unexpected),
+                            ("other shape", self.shape_mismatch)):  # fmt: skip
+            if keys:
+                more = f" (+{len(keys) - limit} more)" if len(keys) > limit else ""
+                parts.append(f"{label}: {', '.join(keys[:limit])}{more}")
+        return "; ".join(parts)
 
-def load_matching(module: nn.Module, state: dict[str, torch.Tensor], source: str = "weights") -> LoadReport:
-    """Copy every tensor of ``state`` whose name and shape fit ``module``; report the rest.
+
+def load_matching(
+    module: nn.Module, state: dict[str, torch.Tensor], source: str = "weights", min_fraction: float = 0.0
+) -> LoadReport:
+    """Copy every tensor of ``state`` whose name and shape fit ``module``; report the rest, and log the report.
 
     Partial loads are the normal case here (a backbone file into a model with new heads), so mismatches are
-    reported, not raised. Loading *nothing* is always a mistake (wrong file, wrong backbone) and raises.
+    reported (a warning in the log), not raised. Loading *nothing* is always a mistake (wrong file, wrong backbone)
+    and raises; so does filling fewer than ``min_fraction`` of ``module``'s tensors (callers that load a
+    ``pretrained`` file pass `MIN_PRETRAINED_FRACTION`). Nothing is copied when it raises.
     """
     own = module.state_dict()
     matched, mismatch = [], []
@@ -90,12 +116,20 @@ def load_matching(module: nn.Module, state: dict[str, torch.Tensor], source: str
         raise CheckpointError(
             f"no tensor of {source} matches this model (file keys look like: {example}); is it the right backbone?"
         )
-    with torch.no_grad():
-        for key in matched:
-            own[key].copy_(state[key].to(own[key].dtype))
-    return LoadReport(
+    report = LoadReport(
         matched=matched,
         missing=sorted(set(own) - set(matched) - set(mismatch)),
         unexpected=sorted(set(state) - set(own)),
         shape_mismatch=mismatch,
     )
+    if report.fraction < min_fraction:
+        raise CheckpointError(
+            f"{source} fills only {report.fraction:.0%} of this model's tensors (at least {min_fraction:.0%} "
+            f"needed): {report.details()}; is it the right backbone?"
+        )
+    with torch.no_grad():
+        for key in matched:
+            own[key].copy_(state[key].to(own[key].dtype))
+    partial = report.missing or report.shape_mismatch or report.unexpected
+    (log.warning if partial else log.info)("%s: %s", source, report.details())
+    return report

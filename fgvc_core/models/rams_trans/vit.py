@@ -29,7 +29,7 @@ from timm.models.vision_transformer import Block, VisionTransformer
 
 from fgvc_core.errors import CheckpointError, ConfigError
 from fgvc_core.explain.rollout import fuse_heads
-from fgvc_core.models.weights import LoadReport, load_matching, read_state_dict
+from fgvc_core.models.weights import MIN_PRETRAINED_FRACTION, LoadReport, load_matching, read_state_dict
 
 # What a pass returns besides the tokens:
 #   None           no attention (plain fused pass; training's last scale)
@@ -194,7 +194,9 @@ def grid_geometry(vit: VisionTransformer) -> tuple[tuple[int, int], tuple[int, i
     return tuple(map(int, pe.grid_size)), tuple(map(int, pe.patch_size)), tuple(map(int, pe.img_size))
 
 
-def load_vit_weights(vit: VisionTransformer, path: str | Path) -> LoadReport:
+def load_vit_weights(
+    vit: VisionTransformer, path: str | Path, min_fraction: float = MIN_PRETRAINED_FRACTION
+) -> LoadReport:
     """Load a local weights file into ``vit`` through timm's own converters.
 
     - ``.npz``: Google's original JAX checkpoints, through ``VisionTransformer.load_pretrained`` (timm's
@@ -208,7 +210,7 @@ def load_vit_weights(vit: VisionTransformer, path: str | Path) -> LoadReport:
       initialises the embedding's ResNet layers (every one of them must be found); the transformer stays random.
 
     Raises:
-        CheckpointError: missing/unreadable file, or nothing in it fits this ViT.
+        CheckpointError: missing/unreadable file, or it fills fewer than ``min_fraction`` of this ViT's tensors.
     """
     from timm.models.vision_transformer import checkpoint_filter_fn
 
@@ -227,7 +229,7 @@ def load_vit_weights(vit: VisionTransformer, path: str | Path) -> LoadReport:
         state = checkpoint_filter_fn(state, vit)
     except (RuntimeError, ValueError, KeyError) as exc:
         raise CheckpointError(f"{path.name} does not fit {type(vit).__name__}: {exc}".splitlines()[0]) from None
-    return load_matching(vit, state, source=path.name)
+    return load_matching(vit, state, source=path.name, min_fraction=min_fraction)
 
 
 def _load_npz(vit: VisionTransformer, path: Path) -> LoadReport:
