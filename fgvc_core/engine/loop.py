@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 from fgvc_core.engine.distributed import all_reduce_sum
 from fgvc_core.engine.logging import ProgressEvent, RunLogger
+from fgvc_core.errors import TrainingError
 
 
 @dataclass
@@ -67,9 +68,13 @@ def train_one_epoch(
     sums = torch.zeros(3, dtype=torch.float64)  # loss*n, correct, n
     tick, seen_since = time.perf_counter(), 0
     bar = tqdm(batches, total=num_batches, desc=f"epoch {state.epoch + 1}", disable=not show_progress, leave=False)
-    for images, targets in bar:
+    for batch in bar:
         if max_steps and state.step >= max_steps:
             break
+        if batch is None:  # every sample of the batch was a skipped bad image (data.on_bad_image=skip)
+            state.batch_in_epoch += 1
+            continue
+        images, targets = batch
         images = images.to(device, non_blocking=True)
         if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
@@ -77,6 +82,7 @@ def train_one_epoch(
         with autocast(device, amp):
             output = model(images)
             loss, parts = core.loss(output, targets)
+        check_finite_loss(loss, state)
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()
@@ -122,6 +128,20 @@ def train_one_epoch(
     sums = all_reduce_sum(sums)
     n = max(sums[2].item(), 1.0)
     return {"loss": sums[0].item() / n, "acc": sums[1].item() / n}
+
+
+def check_finite_loss(loss: torch.Tensor, state: TrainState) -> None:
+    """Stop before a NaN/inf loss reaches the weights, so the last checkpoint stays the last good one.
+
+    Under DDP every rank sees the summed loss and stops together (one rank stopping alone would hang the others).
+    """
+    total = all_reduce_sum(loss.detach().float().reshape(1))
+    if not torch.isfinite(total).all():
+        raise TrainingError(
+            f"the loss became {total.item()} at step {state.step + 1} (epoch {state.epoch + 1}); training stopped "
+            "before updating the weights, the last checkpoint is the last good one (try a lower train.lr or "
+            "set train.grad_clip)"
+        )
 
 
 @torch.no_grad()
