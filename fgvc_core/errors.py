@@ -26,3 +26,8 @@ class CheckpointError(FGVCError):
 
 class ConfigError(FGVCError):
     """A configuration value or model option is invalid."""
+
+
+class TrainingError(FGVCError):
+    """A training run cannot go on (a non-finite loss, an output folder it cannot write, ...); its last checkpoint
+    stays as it was."""
