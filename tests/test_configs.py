@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 import fgvc_core
-from fgvc_core.data.transforms import preprocess_config
 from fgvc_core.engine.config import load_config
+from fgvc_core.engine.data import data_preprocess
 from fgvc_core.engine.optim import named_parameter_groups, resolve_group_lrs
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "train" / "configs").glob("*.yaml"))
@@ -31,7 +31,23 @@ def test_recipe_builds_its_model_and_lr_groups(path):
     groups = named_parameter_groups(model)
     lrs = resolve_group_lrs(list(groups), config["train"]["lr"])
     assert set(lrs) == set(groups)
-    preprocess = preprocess_config(config["data"]["preset"], config["data"]["img_size"])
+    preprocess = data_preprocess(config["data"])
     if "demo" not in path.stem:
         assert config["model"]["pretrained"].startswith("/path/to/")  # a placeholder the user replaces
-        assert preprocess["img_size"] == 448
+        # the official RAMS-Trans Dogs loader resizes to 448 and crops 224; every other recipe crops 448
+        expected = (448, 224) if path.stem == "rams_trans_dogs" else ((600, 448) if "rams" in path.stem else (550, 448))
+        assert (preprocess["resize"], preprocess["img_size"]) == expected
+        if "rams" in path.stem:  # the ViT's input is the transform's crop
+            assert config["model"]["img_size"] == preprocess["img_size"]
+        # both papers resize both sides; CRA-SMRA's paper centre-crops in training too; selection on validation
+        assert preprocess["resize_mode"] == "square"
+        assert preprocess["train_crop"] == ("center" if "cra_smra" in path.stem else "random")
+        assert config["train"]["select_on"] == "val" and config["data"]["val_fraction"] > 0
+    header = path.read_text().splitlines()[0]
+    assert header.startswith("# ") and ("Source:" in path.read_text().split("\nmodel:")[0] or "demo" in path.stem)
+
+
+def test_recipes_that_follow_no_paper_say_so():
+    for stem in ("rams_trans_cars", "rams_trans_aircraft"):
+        text = next(p for p in CONFIGS if p.stem == stem).read_text()
+        assert "OUR CHOICE, not a paper recipe" in text.split("\nmodel:")[0]

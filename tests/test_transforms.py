@@ -287,3 +287,14 @@ def test_box_accepts_a_tensor_and_rejects_wrong_length() -> None:
     assert input_box_to_original(torch.tensor([10.0, 20.0, 30.0, 40.0]), (200, 100), cfg) == (20, 20, 60, 40)
     with pytest.raises(ConfigError):
         input_box_to_original((1, 2, 3), (200, 100), cfg)
+
+
+def test_an_explicit_resize_overrides_the_preset_scaling() -> None:
+    cfg = preprocess_config("rams_trans", img_size=224, resize=448)  # the official RAMS-Trans Dogs loader
+    assert (cfg["resize"], cfg["img_size"], cfg["resize_mode"]) == (448, 224, "square")
+    assert build_transform(cfg)(_gradient(80, 50)).shape == (3, 224, 224)
+    for bad in (100, 300.0, True):
+        with pytest.raises(ConfigError, match="resize"):
+            preprocess_config("rams_trans", img_size=224, resize=bad)
+    with pytest.raises(ConfigError, match="does not crop"):
+        preprocess_config("demo", img_size=96, resize=128)

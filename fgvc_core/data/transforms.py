@@ -45,7 +45,11 @@ LEGACY_DEFAULTS = {"resize_mode": "short_side", "train_crop": "random", "interpo
 
 
 def preprocess_config(
-    preset: str, img_size: int | None = None, resize_mode: str | None = None, train_crop: str | None = None
+    preset: str,
+    img_size: int | None = None,
+    resize_mode: str | None = None,
+    train_crop: str | None = None,
+    resize: int | None = None,
 ) -> dict[str, Any]:
     """The JSON-able preprocessing description that a checkpoint stores and `build_transform` reads.
 
@@ -55,6 +59,8 @@ def preprocess_config(
             (rams_trans at 224 resizes to 300), so the crop keeps the same fraction of the image.
         resize_mode: ``"square"`` or ``"short_side"``; default the preset's (``square`` in every preset).
         train_crop: ``"random"`` or ``"center"``; default the preset's.
+        resize: the resized side before a crop; default the preset's, scaled with ``img_size`` (the official
+            RAMS-Trans Dogs loader, for one, resizes to 448 and crops 224).
 
     Returns:
         ``{"preset", "resize", "img_size", "crop", "resize_mode", "train_crop", "interpolation", "mean", "std"}``.
@@ -65,7 +71,12 @@ def preprocess_config(
     size = base["img_size"] if img_size is None else img_size
     if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
         raise ConfigError(f"img_size must be a positive integer, got {img_size!r}")
-    resize = size if base["crop"] == "none" else int(round(base["resize"] * size / base["img_size"]))
+    if resize is None:
+        resize = size if base["crop"] == "none" else int(round(base["resize"] * size / base["img_size"]))
+    elif isinstance(resize, bool) or not isinstance(resize, int) or resize < size:
+        raise ConfigError(f"resize must be an integer >= img_size ({size}), got {resize!r}")
+    elif base["crop"] == "none" and resize != size:
+        raise ConfigError(f"preset {preset!r} does not crop, so resize must equal img_size ({size}), got {resize}")
     resize_mode = base["resize_mode"] if resize_mode is None else _one_of("resize_mode", resize_mode, RESIZE_MODES)
     train_crop = base["train_crop"] if train_crop is None else _one_of("train_crop", train_crop, TRAIN_CROPS)
     return {

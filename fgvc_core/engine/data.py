@@ -164,7 +164,11 @@ def synth_options(values: dict[str, Any]) -> Any:
 
 def data_preprocess(data_cfg: dict[str, Any]) -> dict[str, Any]:
     return preprocess_config(
-        data_cfg["preset"], data_cfg.get("img_size"), data_cfg.get("resize_mode"), data_cfg.get("train_crop")
+        data_cfg["preset"],
+        data_cfg.get("img_size"),
+        data_cfg.get("resize_mode"),
+        data_cfg.get("train_crop"),
+        data_cfg.get("resize"),
     )
 
 
