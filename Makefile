@@ -11,10 +11,11 @@ PORT   ?= 8501
 
 .PHONY: app test lint demo-data clean-venv
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .   # the fgvc-* console scripts
 	touch $(STAMP)
 
 demo-data: $(STAMP)
