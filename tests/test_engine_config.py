@@ -79,3 +79,10 @@ def test_scheduler_scales_every_group_and_resumes_exactly():
     opt2.load_state_dict(opt.state_dict())
     opt.step(), sched.step(), opt2.step(), sched2.step()
     assert [g["lr"] for g in opt2.param_groups] == pytest.approx([g["lr"] for g in opt.param_groups])
+
+
+def test_scientific_notation_overrides_are_numbers_and_device_is_a_key():
+    cfg = load_config(None, ["model.name=cra_smra", "train.lr=1e-3", "train.weight_decay=5E-4", "train.device=cpu"])
+    assert cfg["train"]["lr"] == 0.001 and cfg["train"]["weight_decay"] == 0.0005  # YAML 1.1 alone gives strings
+    assert cfg["train"]["device"] == "cpu"
+    assert load_config(None, ["model.name=x"])["train"]["device"] == "auto"

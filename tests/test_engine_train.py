@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import csv
 import json
 import os
@@ -125,6 +126,12 @@ def test_sigkill_mid_epoch_then_resume_gives_the_uninterrupted_weights(tmp_path)
     assert a.keys() == b.keys()
     for key in a:
         assert torch.equal(a[key], b[key]), key
+
+    def logged(run: str) -> collections.Counter:  # the steps done again after the kill are logged once
+        rows = csv.DictReader(open(tmp_path / run / "metrics.csv"))
+        return collections.Counter((r["epoch"], r["step"], r["split"], r["name"]) for r in rows)
+
+    assert logged("killed") == logged("straight")
 
 
 def test_a_torn_last_checkpoint_resumes_from_the_previous_whole_set(tmp_path):

@@ -81,6 +81,7 @@ RULES: dict[str, dict[str, Rule]] = {
         "test_split": TEXT,
         "preset": TEXT,  # which presets exist is the transforms' business (preprocess_config names them)
         "img_size": optional(integer(16, MAX_IMG_SIZE + 1, expected=f"an integer from 16 to {MAX_IMG_SIZE}")),
+        "resize": optional(integer(16, MAX_IMG_SIZE + 1, expected=f"an integer from 16 to {MAX_IMG_SIZE}")),
         "num_classes": optional(integer(2, expected="an integer >= 2")),
         "train_samples": integer(1),
         "seed": SEED,
