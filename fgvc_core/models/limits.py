@@ -36,7 +36,7 @@ CHECKPOINT_OPTIONS: dict[str, frozenset[str]] = {
     "cra_smra": frozenset(
         {
             "backbone", "variant", "delta", "omega", "reduction", "conv_channels", "conv_mid_channels", "head_hidden",
-            "alpha", "beta", "gamma", "smram_resize",
+            "alpha", "beta", "gamma", "smram_resize", "suppress_from",
         }
     ),
 }  # fmt: skip
