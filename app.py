@@ -2,7 +2,7 @@
 
 Run it with ``make app`` (or ``streamlit run app.py --server.fileWatcherType none``: the file watcher trips over
 ``torch.classes``). The shared sidebar is drawn by each page (``fgvc_core.app.sidebar.render_sidebar``), never
-here: an uploader in this entry script never receives its file in a real browser (DESIGN.md, "Known traps").
+here: an uploader in this entry script never receives its file in a real browser (docs/ARCHITECTURE.md, "Known traps").
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""CRAM and the channel-attention variants against naive re-computations of METHODS.md's equations."""
+"""CRAM and the channel-attention variants against naive re-computations of the equations (docs/methods/cra_smra.md)."""
 
 from __future__ import annotations
 

@@ -63,3 +63,39 @@ def test_readme_make_synth_command_writes_the_demo_test_data():
                "test_fraction": args.test_fraction}  # fmt: skip
     assert written == make_demo_data.DEMO and Path(args.out) == Path("data/synth")
     assert args.seed not in make_synth.training_stream_seeds(REPO / "checkpoints")
+
+
+def _sources() -> list[Path]:
+    roots = [REPO / "app.py", *(REPO / d for d in ("fgvc_core", "train", "pages", "tests", "benchmarks"))]
+    return [p for root in roots for p in ([root] if root.is_file() else sorted(root.rglob("*.py")))]
+
+
+def _module_file(dotted: str) -> Path | None:
+    base = REPO.joinpath(*dotted.split("."))
+    return next((p for p in (base.with_suffix(".py"), base / "__init__.py") if p.is_file()), None)
+
+
+def _resolves(dotted: str) -> bool:
+    """``fgvc_core.a.b[.name]``: the longest prefix is a module file, and the next part is a name in its source."""
+    parts = dotted.split(".")
+    for cut in range(len(parts), 0, -1):
+        source = _module_file(".".join(parts[:cut]))
+        if source is not None:
+            return cut == len(parts) or re.search(rf"\b{parts[cut]}\b", source.read_text(encoding="utf-8")) is not None
+    return False
+
+
+def test_docstrings_point_only_at_files_and_modules_that_exist():
+    """DESIGN.md and METHODS.md live outside the repository; ``docs/...`` paths and ``fgvc_core.*`` modules named in
+    the code must exist (a reference to a ``figures_cra`` that is really ``figure_cra`` is caught here)."""
+    problems = []
+    for path in _sources():
+        if path == Path(__file__):
+            continue
+        text, where = path.read_text(encoding="utf-8"), path.relative_to(REPO)
+        problems += [f"{where}: {m}" for m in re.findall(r"\b(?:DESIGN|METHODS)\.md\b", text)]
+        problems += [f"{where}: {m}" for m in re.findall(r"\bdocs/[\w/.-]+\.md\b", text) if not (REPO / m).is_file()]
+        if where.parts[0] != "tests":  # tests name missing modules on purpose (registry errors)
+            problems += [f"{where}: {m}" for m in set(re.findall(r"\bfgvc_core(?:\.\w+)+", text)) if not _resolves(m)]
+        problems += [f"{where}: {m}" for m in re.findall(r"``(\w+)``", text) if m.startswith("figures_")]
+    assert problems == []

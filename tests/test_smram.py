@@ -1,4 +1,4 @@
-"""SMRAM, CCMP and L_div against naive re-computations (METHODS.md "SMRAM")."""
+"""SMRAM, CCMP and L_div against naive re-computations (docs/methods/cra_smra.md, SMRAM)."""
 
 from __future__ import annotations
 

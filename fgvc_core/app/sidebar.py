@@ -1,7 +1,7 @@
 """The sidebar every page calls first: the two models, the image (gallery or upload) and the target class.
 
 Why a helper the pages call, and not widgets in ``app.py``: a ``st.file_uploader`` in the ``st.navigation`` entry
-script never receives its file in a real browser (DESIGN.md, "Known traps"). Widgets keep their values across
+script never receives its file in a real browser (docs/ARCHITECTURE.md, "Known traps"). Widgets keep their values across
 pages with ``persist_state="session"``; the decoded upload is kept in ``st.session_state`` because an uploader
 that is drawn again on another page starts empty.
 """

@@ -1,4 +1,4 @@
-"""Helpers shared by the static figure builders (:mod:`fgvc_core.explain.figures`, ``figures_cra``).
+"""Helpers shared by the static figure builders (:mod:`fgvc_core.explain.figures`, :mod:`fgvc_core.explain.figure_cra`).
 
 Batch indexing, image display (de-normalising network-input tensors), probability formatting and the top-k bar
 panel, so that every figure writes numbers the same way and the tests can recompute a title exactly.

@@ -407,4 +407,3 @@ def format_summary(summary: Mapping[str, Mapping[str, float]], title: str) -> st
     for key, row in summary.items():
         lines.append(f"  {key:<18} {row['mean']:.3f} ± {row['sem']:.3f}  (n={row['n']})")
     return "\n".join(lines)
-

@@ -40,7 +40,7 @@ def build_model(name: str, num_classes: int, **options: Any) -> nn.Module:
     Args:
         name: ``"rams_trans"`` or ``"cra_smra"``.
         num_classes: number of output classes (>= 2).
-        **options: model hyperparameters (see METHODS.md and each builder's docstring); unknown options raise
+        **options: model hyperparameters (see docs/methods/ and each builder's docstring); unknown options raise
             :class:`~fgvc_core.errors.ConfigError`.
     """
     if not isinstance(num_classes, int) or num_classes < 2:

@@ -1,6 +1,6 @@
 """CRA-SMRA: channel re-attention (CRAM) and spatial multi-region attention (SMRAM) on a multi-stage CNN.
 
-See ``docs/methods/cra_smra.md`` for where each equation of METHODS.md is computed and tested.
+See ``docs/methods/cra_smra.md`` for where each equation of the paper is computed and tested.
 """
 
 from fgvc_core.models.cra_smra.backbones import BACKBONES

@@ -1,10 +1,10 @@
 """Stage-by-stage CNN backbones for CRA-SMRA.
 
 CRA-SMRA needs the backbone *split into its five stages*, because the input of stage l+1 is not the output of
-stage l but its channel-suppressed version ``X_s`` (METHODS.md, CRAM). timm's ``forward_intermediates`` only
-reads features out, so instead :class:`StageBackbone` re-registers the source network's own children under their
-own names and runs them stage by stage. Because the names are unchanged, a plain torchvision (or timm ResNet)
-state dict loads into it with no key map.
+stage l but its channel-suppressed version ``X_s`` (CRAM in docs/methods/cra_smra.md). timm's
+``forward_intermediates`` only reads features out, so instead :class:`StageBackbone` re-registers the source
+network's own children under their own names and runs them stage by stage. Because the names are unchanged,
+a plain torchvision (or timm ResNet) state dict loads into it with no key map.
 
 Stage split (stride in brackets; ResNet50 channels 64/256/512/1024/2048):
 - ResNet (torchvision ``resnet18/34/50/101``, timm ``ResNet`` for ``resnet_tiny``): stage 1 = stem

@@ -1,10 +1,10 @@
-"""CRAM, the channel re-attention module (METHODS.md "CRAM"; paper Eqs. 1-6).
+"""CRAM, the channel re-attention module (docs/methods/cra_smra.md; paper Eqs. 1-6).
 
 For a stage output ``X`` (B, C, H, W):
 - ``I = σ(MLP(AvgPool X) + MLP(MaxPool X))`` (CBAM's channel gate, :func:`channel_importance`);
 - ``X_e = I ⊗ X``, the channel-enhanced map (the model's ``Conv_layer`` then brings it to C_a channels);
 - ``I* = softmax(I)`` over channels;
-- ``S_c = ω`` where ``I*_c ≥ δ · max(I*)``, else 1 (**Uncertain** reading of the paper's Eq. 5, see METHODS.md);
+- ``S_c = ω`` where ``I*_c ≥ δ · max(I*)``, else 1 (**Uncertain** reading of Eq. 5, docs/methods/cra_smra.md);
 - ``X_s = S ⊗ X``, the channel-suppressed map fed to the next stage, in training *and* at test.
   **Uncertain:** the paper's Eq. 6 image is lost; its text says S is used "to obtain X_s" right after X_e.
   ``suppress_from="enhanced"`` offers ``X_s = S ⊗ X_e`` (= S ⊗ I ⊗ X) as the named alternative.

@@ -1,4 +1,4 @@
-"""What turns each stage's channel-enhanced map into logits (PMG-style, as METHODS.md reads the paper).
+"""What turns each stage's channel-enhanced map into logits (PMG-style, as docs/methods/cra_smra.md reads the paper).
 
 - ``Conv_layer`` (:func:`conv_block`): 1×1 conv to ``conv_mid_channels`` + BN + ReLU, then 3×3 conv to C_a + BN +
   ReLU (**Uncertain**: PMG's block; C_a = ``conv_channels`` is the same for every stage).

@@ -366,7 +366,7 @@ def build_cra_smra(
     pretrained: str | Path | None = None,
     **unknown: Any,
 ) -> CraSmra:
-    """Build CRA-SMRA (defaults: the paper's; see METHODS.md and docs/methods/cra_smra.md).
+    """Build CRA-SMRA (defaults: the paper's; see docs/methods/cra_smra.md).
 
     Args:
         num_classes: K, at least 2.
@@ -383,7 +383,7 @@ def build_cra_smra(
         alpha: weight of CE(concat). beta: weight of each stage CE. gamma: weight of L_div.
         smram_resize: how SMRAM brings stages 3/4 to stage 5's size, ``avgpool`` (default) or ``conv``.
         suppress_from: what CRAM's ``S`` multiplies to give the next stage's input: ``"stage"`` (``X_s = S ⊗ X``,
-            default) or ``"enhanced"`` (``X_s = S ⊗ X_e``); the paper's equation is lost (METHODS.md).
+            default) or ``"enhanced"`` (``X_s = S ⊗ X_e``); the paper's equation is lost (docs/methods/cra_smra.md).
         pretrained: optional local backbone weights file (never downloaded); its load report is kept in
             ``model.pretrained_report``.
 

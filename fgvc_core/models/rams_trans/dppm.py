@@ -166,7 +166,7 @@ def grid_box_to_pixels(grid_box: torch.Tensor, patch_hw: Sequence[int]) -> torch
 def propose(
     scores: torch.Tensor, grid_hw: Sequence[int], patch_hw: Sequence[int], threshold: float | torch.Tensor
 ) -> Proposal:
-    """Steps 7-9 of METHODS.md: patch scores ``(B, gh·gw)`` (or ``(B, gh, gw)``) -> mask, component and box."""
+    """DPPM steps 7-9 (docs/methods/rams_trans.md): scores ``(B, gh·gw)``/``(B, gh, gw)`` -> mask, component, box."""
     grid = scores.reshape(scores.shape[0], *grid_hw)
     mask = proposal_mask(grid, threshold)
     component = largest_component(mask)
