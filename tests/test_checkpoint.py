@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+from pathlib import Path
 
 import pytest
 import torch
@@ -162,3 +163,16 @@ def test_non_json_meta_is_refused(tmp_path):
     with pytest.raises(CheckpointError, match=".safetensors"):
         fgvc_core.save_checkpoint(TinyModel(4), tmp_path / "m.pt")
     assert list(tmp_path.iterdir()) == []  # refused before anything was written
+
+
+DEMOS = sorted(Path(__file__).resolve().parents[1].glob("checkpoints/**/*.safetensors"))
+
+
+@pytest.mark.skipif(not DEMOS, reason="no demo checkpoints in this checkout")
+@pytest.mark.parametrize("path", DEMOS, ids=lambda p: p.name)
+def test_demo_checkpoints_pass_the_untrusted_sidecar_checks(path):
+    """The whitelist, caps, header shape check and finite check of issue 15 accept every shipped checkpoint."""
+    model, meta = fgvc_core.load_checkpoint(path)
+    assert model.num_classes == len(meta["classes"]) == 12
+    assert ckpt.read_header_shapes(path) == {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    assert all(torch.isfinite(v).all() for v in model.state_dict().values() if v.is_floating_point())
