@@ -65,6 +65,7 @@ BAD = {
         (["--out", "o", "--test-fraction", "1"], "argument --test-fraction: must lie strictly between 0 and 1"),
         (["--out", "o", "--workers", "0"], "argument --workers: must be an integer >= 1, got 0"),
         (["--out", "o", "--jpeg-quality", "101"], "argument --jpeg-quality: must be an integer from 1 to 100"),
+        (["--contact-sheet", "{dir}"], "argument --contact-sheet: {dir} is a folder, not a file"),
     ],
 }  # fmt: skip
 CASES = [(module, argv, message) for module, cases in BAD.items() for argv, message in cases]

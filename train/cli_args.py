@@ -105,6 +105,13 @@ def new_file(text: str) -> Path:
     return path
 
 
+def output_file(text: str) -> Path:
+    """An argparse type: a file to write whose missing folders will be created; it must not be a folder."""
+    if Path(text).is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a folder, not a file")
+    return Path(text)
+
+
 def output_dir(text: str) -> Path:
     """An argparse type: a folder to write into (it may not exist yet, but must not be a file)."""
     path = Path(text)

@@ -51,7 +51,7 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help="rendering processes; output bytes do not depend on it")  # fmt: skip
     parser.add_argument("--jpeg-quality", type=cli_args.int_in(1, 100), default=95, help="JPEG quality (default 95)")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
-    parser.add_argument("--contact-sheet", metavar="PATH", type=cli_args.new_file,
+    parser.add_argument("--contact-sheet", metavar="PATH", type=cli_args.output_file,
                         help="also write a PNG with one example per class")  # fmt: skip
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
