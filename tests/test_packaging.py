@@ -55,7 +55,7 @@ def test_wheel_holds_recipes_app_licence_and_console_scripts(wheel: Path) -> Non
         entry_points = configparser.ConfigParser()
         entry_points.read_string(_dist_info(zf, "entry_points.txt"))
         metadata = _dist_info(zf, "METADATA")
-    recipes = {f"train/configs/{p.name}" for p in (REPO / "train" / "configs").glob("*.yaml")}
+    recipes = {p.relative_to(REPO).as_posix() for p in (REPO / "train" / "configs").rglob("*.yaml")}
     assert recipes and recipes <= names
     data = next(n.split("/data/")[0] for n in names if ".data/data/" in n) + "/data/share/fgvc-explorer/"
     pages = {f"{data}pages/{p.name}" for p in (REPO / "pages").glob("*.py")}
@@ -101,7 +101,7 @@ def test_installed_wheel_runs_its_console_scripts_outside_the_checkout(wheel, ti
     train_file, app, recipes = where.stdout.split()
     assert Path(train_file).is_relative_to(purelib)
     assert app == str(Path(sysconfig.get_path("data", vars={"base": str(venv)})) / "share/fgvc-explorer/app.py")
-    assert int(recipes) == len(list((REPO / "train" / "configs").glob("*.yaml")))
+    assert int(recipes) == len(list((REPO / "train" / "configs").rglob("*.yaml")))
     for name in ("fgvc-train", "fgvc-evaluate", "fgvc-explain"):
         helped = subprocess.run([bin_dir / name, "--help"], cwd=work, capture_output=True, text=True, timeout=120)
         assert helped.returncode == 0 and "usage:" in helped.stdout
@@ -110,7 +110,7 @@ def test_installed_wheel_runs_its_console_scripts_outside_the_checkout(wheel, ti
 # Run by the installed python: where `train` comes from, which app.py fgvc-app runs, how many recipes it ships.
 WHERE = """
 import pathlib, train, fgvc_core.launch_app as launch
-print(train.__file__, launch.find_app(), len(list((pathlib.Path(train.__file__).parent / "configs").glob("*.yaml"))))
+print(train.__file__, launch.find_app(), len(list((pathlib.Path(train.__file__).parent / "configs").rglob("*.yaml"))))
 """
 
 
