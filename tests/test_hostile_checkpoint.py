@@ -266,6 +266,37 @@ def test_non_finite_weights_are_refused(originals, tmp_path, name, key, value):
     assert message == f"x.safetensors holds non-finite weights (NaN or inf) in {key}; it cannot be used"
 
 
+def test_negative_batchnorm_variance_is_refused(originals, tmp_path):
+    path = poisoned(originals, tmp_path, "cra_smra", "backbone.bn1.running_var", -1.0)  # finite, yet NaN outputs
+    message = refused(path, r"negative BatchNorm variances")
+    assert message == "x.safetensors holds negative BatchNorm variances in backbone.bn1.running_var; it is broken"
+
+
+def overflowing(originals, tmp_path) -> Path:
+    """Finite float32 weights whose logits overflow to inf, so the softmax is NaN."""
+    path = poisoned(originals, tmp_path, "rams_trans", "vit.head.weight", 0.0)
+    weights = load_file(str(path))
+    weights["vit.head.weight"] = torch.where(torch.arange(32) % 2 == 0, 3e38, -3e38).expand(4, 32).contiguous()
+    save_file(weights, str(path))
+    setter("weights.sha256", ckpt.file_sha256(path))(meta := json.loads(path.with_suffix(".json").read_text()))
+    path.with_suffix(".json").write_text(json.dumps(meta))
+    return path
+
+
+def test_finite_weights_with_non_finite_outputs_stop_predict(originals, tmp_path, image, capsys):
+    from train import predict
+
+    path = overflowing(originals, tmp_path)
+    model, meta = fgvc_core.load_checkpoint(path)  # every weight is finite
+    assert not torch.isfinite(model.predict(torch.rand(1, 3, 32, 32))).all()
+    assert predict.main(predict.get_args_parser().parse_args([image, "--checkpoint", str(path)])) == 2
+    captured = capsys.readouterr()
+    assert "nan%" not in captured.out and "bird.png" not in captured.out
+    assert captured.err.strip() == "error: the model gave non-finite outputs (NaN or inf): its weights overflow; " + (
+        "it cannot be used"
+    )
+
+
 # ---------------------------------------------------------------- the CLIs: exit 2, one line, no "nan%"
 @pytest.fixture
 def image(tmp_path) -> str:

@@ -34,6 +34,8 @@ def predict_images(
     """Predictions for every readable image, and why each other one was skipped (path -> one-line reason)."""
     import torch
 
+    from fgvc_core.engine.checkpoint import check_finite_outputs
+
     transform = fgvc_core.build_transform(meta)
     inputs, skipped = {}, {}
     for path in paths:
@@ -46,6 +48,7 @@ def predict_images(
         chunk = readable[start : start + batch_size]
         with torch.no_grad():
             probs = model.predict(torch.stack([inputs[p] for p in chunk]).to(device)).cpu()
+        check_finite_outputs(probs)  # never print "nan%"
         values, indices = probs.topk(min(topk, probs.shape[1]), dim=1)
         for path, vs, ids in zip(chunk, values.tolist(), indices.tolist()):
             results[path] = [(meta["classes"][i], float(v)) for v, i in zip(vs, ids)]

@@ -329,6 +329,17 @@ def check_finite(tensors: dict[str, torch.Tensor], source: str, what: str = "wei
     bad = [k for k, t in tensors.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
     if bad:
         raise CheckpointError(f"{source} holds non-finite {what} (NaN or inf) in {_describe(bad)}; it cannot be used")
+    # finite, yet NaN at the first BatchNorm: sqrt of a negative variance
+    negative = [k for k, t in tensors.items() if k.endswith("running_var") and bool((t < 0).any())]
+    if negative:
+        raise CheckpointError(f"{source} holds negative BatchNorm variances in {_describe(negative)}; it is broken")
+
+
+def check_finite_outputs(probs: torch.Tensor) -> torch.Tensor:
+    """``probs`` unchanged, or CheckpointError if any is NaN or inf: finite weights can still overflow."""
+    if not bool(torch.isfinite(probs).all()):
+        raise CheckpointError("the model gave non-finite outputs (NaN or inf): its weights overflow; it cannot be used")
+    return probs
 
 
 def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
