@@ -7,6 +7,9 @@ test depends on the demo checkpoints or data that CI does not have.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -91,3 +94,21 @@ def write_app_env(root: Path) -> dict[str, str]:
         "FGVC_RUNS_DIR": str(root / "runs"),
         "FGVC_RECIPES_DIR": str(recipes),
     }
+
+
+@contextmanager
+def app_environment(root: Path) -> Iterator[dict[str, str]]:
+    """``write_app_env(root)`` with its variables set for the duration (and torch's thread count given back)."""
+    variables = write_app_env(root)
+    saved = {k: os.environ.get(k) for k in variables}
+    threads = torch.get_num_threads()  # app.py sets the app's threads; give the other tests theirs back
+    os.environ.update(variables)
+    try:
+        yield variables
+    finally:
+        torch.set_num_threads(threads)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

@@ -443,3 +443,59 @@ def test_training_form_starts_a_background_run_and_its_checkpoint_appears(env):
     assert any("trained in the app" in o for o in options)
     with pytest.raises(ConfigError, match="train.output"):
         training.start_training(training.recipes(app_paths())[0], ["train.output=x"], app_paths())
+
+
+# ------------------------------------------------------------------------------ issue 13: state bugs of Tune
+def start_long_run(at: AppTest) -> Path:
+    """Submit the form for a run that outlasts the test (it is stopped by the caller)."""
+    at.number_input(key="train_max_steps").set_value(100_000)
+    at.number_input(key="train_samples").set_value(100_000)
+    [b for b in at.button if b.label == "Start training in the background"][0].click().run()
+    assert_clean(at)
+    return training.list_runs(app_paths())[0]  # newest first
+
+
+def test_the_monitor_shows_the_run_just_started_not_the_previous_one(env):
+    at = open_app("tune")
+    previous = training.list_runs(app_paths())
+    assert previous, "runs after the training test above"
+    assert at.selectbox(key="train_run_pick").value == str(previous[0])
+    new = start_long_run(at)
+    try:
+        assert new not in previous
+        assert at.selectbox(key="train_run_pick").value == str(new)
+        assert any(p.text.startswith(("starting", "running")) for p in at.get("progress"))
+    finally:
+        training.stop_training(new)
+
+
+def test_stop_this_run_says_stopped_not_an_empty_log_error(env):
+    at = open_app("tune")
+    run = start_long_run(at)
+    at.button(key="stop_run").click().run()
+    assert_clean(at)  # was a red "The run stopped. Last lines of its log:" and "(empty log)"
+    state = training.run_state(run)
+    assert state.state == "stopped" and training.run_state(run).job.get("stopped")
+    step = (state.status or {}).get("step", 0)
+    total = (state.status or {}).get("total_steps", "?")
+    assert [i.value for i in at.info] == [
+        f"The run was stopped at step {step}/{total}. Its last checkpoint, if any, is in its folder."
+    ]
+
+
+def test_scoring_the_gamma_checkpoints_shows_the_new_scores_in_the_chart(env):
+    at = open_app("tune")
+    before = at.multiselect(key="gamma_metric_names").value
+    assert before and not any(n.startswith("bench:") for n in before)
+    at.number_input(key="gamma_samples").set_value(4)
+    [b for b in at.button if b.label.startswith("Score every γ checkpoint")][0].click().run()
+    assert_clean(at)
+    chosen = at.multiselect(key="gamma_metric_names").value
+    assert "bench: top-1 combined" in chosen  # was: the old choice, the new scores hidden in the dropdown
+    table = at.dataframe[0].value
+    dataset = fgvc_core.build_dataset("synth", env["FGVC_DATA_ROOT"], "test")
+    for row, point in zip(table.to_dict("records"), ckpts.gamma_sweep(app_paths())):
+        model, meta = fgvc_core.load_checkpoint(point.info.path)
+        expected = sweeps.delta_sweep(model, dataset, meta["preprocess"], [float(model.config["delta"])], 4)
+        assert row["γ"] == point.gamma
+        assert row["bench: top-1 combined"] == pytest.approx(expected.metrics["top-1 combined"][0])

@@ -61,7 +61,7 @@ OVERRIDABLE: tuple[str, ...] = (
 # Popen handles of the runs this server started (shared by sessions: the runs folder is shared too), so that a
 # finished child is reaped and its exit code read; runs started by an earlier server are judged from their files.
 _PROCESSES: dict[str, subprocess.Popen] = {}
-_LOCK = threading.Lock()
+_LOCK = threading.RLock()  # re-entrant: start_training counts the active runs while it holds it
 
 
 class RunLimitReached(FGVCError):
