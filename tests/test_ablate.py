@@ -1,0 +1,206 @@
+"""train.ablate: a tiny grid (2 variants x 2 seeds x 4 steps) end to end, its tables, skipping and resuming.
+
+The statistics are checked against a naive re-computation from runs.csv; skipping by the run files' mtimes and the
+log; resuming by killing a real sweep after its second run's first checkpoint and running it again.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from fgvc_core.engine import ablation
+from fgvc_core.errors import ConfigError
+from tests.engine_fixtures import TINY_MODELS, write_tiny_benchmark
+from train import ablate
+
+REPO = Path(__file__).resolve().parents[1]
+RUNS = ["a/seed0", "a/seed1", "b/seed0", "b/seed1"]
+
+
+def _tiny_grid(root: Path, variants: dict | None = None, budget: list | None = None) -> Path:
+    bench = root / "bench"
+    if not bench.exists():
+        write_tiny_benchmark(bench)
+    recipe = {
+        "model": dict(TINY_MODELS["rams_trans"]),
+        "data": {"name": "synth_stream", "root": str(bench), "num_classes": 4, "train_samples": 16, "img_size": 32,
+                 "seed": 1, "val_samples": 8},
+        "train": {"epochs": 9, "batch_size": 8, "lr": 0.05, "workers": 0, "log_every": 1,
+                  "checkpoint_every_steps": 1},
+    }  # fmt: skip
+    (root / "base.yaml").write_text(yaml.safe_dump(recipe))
+    grid = {
+        "grid": "tiny",
+        "base": "base.yaml",
+        "budget": budget if budget is not None else ["train.epochs=2"],  # 2 x 16 images = 4 steps of 8
+        "explain_limit": 4,
+        "variants": variants
+        if variants is not None
+        else {"a": ["model.threshold=1.0"], "b": ["model.num_scales=1", "model.scale_loss_weights=[1]"]},
+    }
+    path = root / "tiny.yaml"
+    path.write_text(yaml.safe_dump(grid, sort_keys=False))
+    return path
+
+
+def _args(grid: Path, out: Path, *extra: str) -> list[str]:
+    return ["--grid", str(grid), "--seeds", "0", "1", "--out", str(out), *extra]
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _num(text: str) -> float:
+    return math.nan if text == "" else float(text)
+
+
+def _mtimes(folder: Path) -> dict[str, int]:
+    return {str(p.relative_to(folder)): p.stat().st_mtime_ns for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def finished_grid(tmp_path_factory) -> tuple[Path, Path, str]:
+    """The tiny grid run once, two runs at a time (the parallel path), with the progress bar on."""
+    root = tmp_path_factory.mktemp("ablate")
+    grid, out = _tiny_grid(root), root / "out"
+    result = subprocess.run(
+        [sys.executable, "-m", "train.ablate", *_args(grid, out, "--jobs", "2")],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    return grid, out, result.stdout + result.stderr
+
+
+def test_table_has_every_run_and_the_mean_and_sd_of_each_variant(finished_grid):
+    grid, out, log = finished_grid
+    assert "ablation tiny" in log  # the tqdm bar over the runs
+    runs = _rows(out / "runs.csv")
+    assert [f"{r['variant']}/seed{r['seed']}" for r in runs] == RUNS
+    assert list(runs[0]) == list(ablation.RUN_COLUMNS)
+    for r in runs:
+        folder = out / r["variant"] / f"seed{r['seed']}"
+        assert r["folder"] == str(folder) and (folder / "best.safetensors").is_file()
+        assert r["steps"] == "4"  # the equal budget: 2 epochs of 16 images in batches of 8
+        assert 0.0 <= float(r["test_top1"]) <= 1.0 and 0.0 <= float(r["pointing_centre"]) <= 1.0
+    # the one-scale variant has no DPPM crop: its crop columns are empty, the two-scale one's are filled
+    assert all(r["crop_recall"] == "" for r in runs if r["variant"] == "b")
+    assert all(r["crop_recall"] != "" for r in runs if r["variant"] == "a")
+
+    summary = _rows(out / "summary.csv")
+    assert [s["variant"] for s in summary] == ["a", "b"] and list(summary[0]) == list(ablation.SUMMARY_COLUMNS)
+    for s in summary:
+        assert s["runs"] == "2" and s["seeds"] == "0 1"
+        for metric in ("test_top1", "val_top1", "pointing_game", "crop_recall", "train_minutes"):
+            values = [_num(r[metric]) for r in runs if r["variant"] == s["variant"]]
+            values = [v for v in values if not math.isnan(v)]
+            if not values:
+                assert s[f"{metric}_mean"] == "" and s[f"{metric}_sd"] == ""
+                continue
+            mean = sum(values) / len(values)
+            sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+            assert float(s[f"{metric}_mean"]) == pytest.approx(mean, abs=1e-9)
+            assert float(s[f"{metric}_sd"]) == pytest.approx(sd, abs=1e-9)
+
+    md = (out / "results.md").read_text()
+    assert f"`python -m train.ablate {' '.join(_args(grid, out, '--jobs', '2'))}`" in md
+    assert "4 of 4 runs finished." in md
+    a = next(s for s in summary if s["variant"] == "a")
+    mean, sd = 100 * float(a["test_top1_mean"]), 100 * float(a["test_top1_sd"])
+    assert f"| a | 2 | {mean:.1f} ± {sd:.1f} |" in md
+    assert md.count("\n| a | ") == 3 and md.count("\n| b | ") == 3  # one summary row + two run rows each
+
+
+def test_a_second_invocation_skips_finished_runs_and_touches_none_of_their_files(finished_grid, capsys):
+    grid, out, _ = finished_grid
+    before = {run: _mtimes(out / run) for run in RUNS}
+    assert ablate.main(_args(grid, out, "--no-progress")) == 0
+    log = capsys.readouterr().out
+    for run in RUNS:
+        assert f"skipped {run}: finished" in log
+        assert _mtimes(out / run) == before[run]
+    assert "training " not in log and "4 of 4 runs finished" in log
+
+
+def test_a_killed_sweep_completes_only_the_missing_runs_and_resumes_the_interrupted_one(tmp_path):
+    grid, out = _tiny_grid(tmp_path), tmp_path / "out"
+    command = [sys.executable, "-m", "train.ablate", *_args(grid, out, "--no-progress")]
+    sweep = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    interrupted = out / "a" / "seed1" / "last.json"  # the second run's first checkpoint (the sidecar is written last)
+    deadline = time.monotonic() + 300
+    while not interrupted.exists() and sweep.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.kill(sweep.pid, signal.SIGKILL)
+    sweep.wait()
+    assert ablation.read_result(out / "a" / "seed0") is not None
+    assert ablation.read_result(out / "a" / "seed1") is None and (out / "a" / "seed1" / "last.safetensors").exists()
+    assert not (out / "b").exists()
+    first = _mtimes(out / "a" / "seed0")
+
+    again = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "skipped a/seed0: finished" in again.stdout
+    assert "training a/seed1 (resuming from last.safetensors)" in again.stdout
+    assert "training b/seed0 (new)" in again.stdout and "training b/seed1 (new)" in again.stdout
+    assert "training a/seed0" not in again.stdout
+    assert _mtimes(out / "a" / "seed0") == first
+    runs = _rows(out / "runs.csv")
+    assert [f"{r['variant']}/seed{r['seed']}" for r in runs] == RUNS and {r["steps"] for r in runs} == {"4"}
+
+
+def test_grid_errors_are_one_line_and_exit_2(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert ablate.main(["--grid", "no_such_grid", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: unknown grid 'no_such_grid'; named grids: cra_delta, cra_gamma, cra_table3, rams")
+    assert err.count("\n") == 1
+
+    unequal = _tiny_grid(tmp_path, variants={"a": [], "longer": ["train.epochs=5"]})
+    assert ablate.main(_args(unequal, out)) == 2
+    assert "variant 'longer' changes train.epochs, which set the equal budget" in capsys.readouterr().err
+
+    grid = _tiny_grid(tmp_path)
+    assert ablate.main(_args(grid, out, "--only", "c")) == 2
+    assert capsys.readouterr().err == "error: unknown variant(s) c; this grid has a, b\n"
+
+    typo = _tiny_grid(tmp_path, variants={"a": ["model.threshold=1.0"], "b": ["train.lrr=0.1"]})
+    assert ablate.main(_args(typo, out)) == 2  # every run's config is checked before the first one trains
+    assert "unknown key(s) in train: lrr" in capsys.readouterr().err
+    assert not out.exists()
+
+    with pytest.raises(SystemExit) as exc:
+        ablate.main(["--grid", str(grid), "--seeds", "-1"])
+    assert exc.value.code == 2
+
+
+def test_named_grids_expand_to_valid_configs_with_an_equal_budget(tmp_path):
+    for name in ablation.grid_names():
+        grid = ablation.load_grid(name)
+        runs = ablation.expand(grid, [0, 1, 2], tmp_path / name)
+        assert len(runs) == 3 * len(grid.variants)
+        configs = [ablation.run_config(grid, run) for run in runs]
+        budgets = {(c["train"]["epochs"], c["train"]["batch_size"], c["data"]["train_samples"]) for c in configs}
+        assert len(budgets) == 1, name
+        assert [c["train"]["seed"] for c in configs[:3]] == [0, 1, 2]
+        assert {c["data"]["seed"] for c in configs} == {0}  # the same training images for every run
+    table3 = ablation.load_grid("cra_table3")
+    assert [v.name for v in table3.variants] == ["plain", "base", "cbam_full", "cbam", "cram", "cram_smram"]
+    with pytest.raises(ConfigError, match="seeds must be distinct"):
+        ablation.expand(table3, [0, 0], tmp_path)
+
+
+def test_summary_of_a_single_run_has_no_sd():
+    records = [{"variant": "a", "seed": 0, **{m: 0.5 for m in ablation.METRICS}}]
+    (row,) = ablation.summarize(records, ["a"])
+    assert row["test_top1_mean"] == 0.5 and math.isnan(row["test_top1_sd"]) and row["runs"] == 1

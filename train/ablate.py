@@ -1,0 +1,106 @@
+"""Run an ablation grid (named variants x seeds, equal budget) and write its results table; resumable run by run.
+
+python -m train.ablate --grid cra_table3 --seeds 0 1 2                  # -> runs/ablate/cra_table3/results.md
+python -m train.ablate --grid cra_delta --seeds 0 1 2 --jobs 2          # two runs at a time, one thread each
+python -m train.ablate --grid my_grid.yaml --out runs/ablate/mine --table-dir benchmarks/ablation
+python -m train.ablate --list                                           # the named grids
+
+Named grids live in train/configs/ablation/ (cra_table3, cra_delta, cra_gamma, rams). Rerun the same command to
+continue: finished runs are skipped, an unfinished one resumes from its last checkpoint. See docs/ablations.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import shutil
+import sys
+from pathlib import Path
+
+from fgvc_core.errors import FGVCError
+from train import cli_args
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = cli_args.new_parser(__doc__)
+    parser.add_argument("--grid", help="a named grid (see --list) or a grid .yaml file")
+    parser.add_argument("--seeds", nargs="+", type=cli_args.nonnegative_int, default=[0, 1, 2],
+                        help="train.seed of each run (default 0 1 2)")  # fmt: skip
+    parser.add_argument("--out", type=cli_args.output_dir, help="run folders and tables (default runs/ablate/<grid>)")
+    parser.add_argument("--jobs", type=cli_args.int_in(1, 64), default=1,
+                        help="runs in parallel processes, one thread each (default 1)")  # fmt: skip
+    parser.add_argument("--only", action="append", metavar="VARIANT", help="run only these variants (repeatable)")
+    parser.add_argument("--explain-limit", type=cli_args.int_in(0), default=None,
+                        help="test images for the pointing game (default: the grid's; 0: none)")  # fmt: skip
+    parser.add_argument("--table-dir", type=cli_args.output_dir,
+                        help="also copy the tables there as <grid>.md, _runs.csv, _summary.csv")  # fmt: skip
+    parser.add_argument("--list", action="store_true", help="list the named grids and exit")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar over the runs")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = get_args_parser()
+    args = parser.parse_args(argv)
+    from fgvc_core.engine import ablation
+
+    if args.list:
+        for name in ablation.grid_names():
+            print(f"{name}: {', '.join(v.name for v in ablation.load_grid(name).variants)}")
+        return 0
+    if not args.grid:
+        parser.error("--grid is required (or --list)")
+    command = "python -m train.ablate " + shlex.join(sys.argv[1:] if argv is None else argv)
+    try:
+        grid = ablation.load_grid(args.grid)
+        out = Path(args.out or Path("runs") / "ablate" / grid.name)
+        runs = ablation.select_variants(ablation.expand(grid, args.seeds, out), args.only)
+        for line in ablation.ensure_benchmarks(grid, runs):
+            print(line, flush=True)
+        records = _run(grid, runs, out, args, command)
+    except FGVCError as exc:
+        return cli_args.report_error(exc)
+    paths = ablation.write_tables(out, grid, runs, records, command)
+    if args.table_dir is not None:
+        target = Path(args.table_dir)
+        target.mkdir(parents=True, exist_ok=True)
+        suffixes = {"markdown": ".md", "runs": "_runs.csv", "summary": "_summary.csv"}
+        for key, path in paths.items():
+            shutil.copyfile(path, target / f"{grid.name}{suffixes[key]}")
+    print(f"{len(records)} of {len(runs)} runs finished; table: {paths['markdown']}")
+    return 0
+
+
+def _run(grid, runs, out: Path, args: argparse.Namespace, command: str) -> list[dict]:
+    from tqdm import tqdm
+
+    from fgvc_core.engine import ablation
+
+    done = sum(ablation.read_result(r.folder) is not None for r in runs)
+    bar = tqdm(total=len(runs), initial=done, desc=f"ablation {grid.name}", unit="run", disable=args.no_progress)
+    finished: list[dict] = []
+
+    def on_finished(record: dict) -> None:  # the table is current after every run, so a kill loses nothing
+        bar.update(1)
+        finished.append(record)
+        known = {(r.variant, r.seed) for r in runs}
+        records = [ablation.read_result(r.folder) for r in runs]
+        ablation.write_tables(
+            out, grid, runs, [r for r in records if r and (r["variant"], r["seed"]) in known], command
+        )
+
+    def log(line: str) -> None:
+        (tqdm.write if not args.no_progress else print)(line)
+        sys.stdout.flush()
+
+    try:
+        return ablation.run_grid(grid, runs, args.jobs, args.explain_limit, log=log, on_finished=on_finished)
+    except FGVCError:
+        log(f"the grid stopped; {len(finished)} run(s) finished in this session (rerun to continue)")
+        raise
+    finally:
+        bar.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
