@@ -134,6 +134,8 @@ class SynthStream(torch.utils.data.Dataset):
         offset: item ``i`` is the stream's image ``offset + i``. The trainer shows epoch ``e`` the window
             ``offset = e * num_samples`` (:meth:`window`), so no image is ever seen twice: a fixed set of a few
             thousand images is memorised within a few epochs (see DESIGN's overfitting note).
+        setting: a named benchmark setting (``fgvc_core.data.synth.settings``, e.g. ``"hard"``) whose generator
+            options replace ``options``; None (default) keeps ``options``.
     """
 
     def __init__(
@@ -146,8 +148,15 @@ class SynthStream(torch.utils.data.Dataset):
         jpeg_quality: int | None = None,
         options: SynthOptions = DEFAULT_OPTIONS,
         offset: int = 0,
+        setting: str | None = None,
     ) -> None:
         check_seed(seed)
+        if setting is not None:  # a recipe's data.options.setting: the named preset's generator options
+            from fgvc_core.data.synth.settings import get_setting
+
+            if options is not DEFAULT_OPTIONS:
+                raise ConfigError("give synth generator options or a setting, not both")
+            options = get_setting(setting).options
         if num_samples < 1:
             raise ConfigError(f"num_samples must be >= 1, got {num_samples}")
         if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
