@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -204,3 +205,63 @@ def test_summary_of_a_single_run_has_no_sd():
     records = [{"variant": "a", "seed": 0, **{m: 0.5 for m in ablation.METRICS}}]
     (row,) = ablation.summarize(records, ["a"])
     assert row["test_top1_mean"] == 0.5 and math.isnan(row["test_top1_sd"]) and row["runs"] == 1
+
+
+def test_the_hard_setting_is_selected_by_name_and_the_demo_setting_is_the_default():
+    from fgvc_core.data.synth import SynthStream
+    from fgvc_core.data.synth.item import render_item
+    from fgvc_core.data.synth.render import DEFAULT_OPTIONS
+    from fgvc_core.data.synth.settings import SETTINGS, get_setting
+
+    assert SETTINGS["demo"].options == DEFAULT_OPTIONS and SETTINGS["demo"].num_classes == 12
+    hard = get_setting("hard")
+    assert hard.options != DEFAULT_OPTIONS and hard.num_classes > 12 and hard.size < 224
+    stream = SynthStream(4, num_classes=hard.num_classes, size=hard.size, seed=3, setting="hard")
+    image, _ = stream.render(2)
+    expected, _ = render_item(3, 2, hard.num_classes, hard.size, hard.options)
+    assert (image == expected).all()
+    default, _ = render_item(3, 2, hard.num_classes, hard.size, DEFAULT_OPTIONS)
+    assert (image != default).any()
+    with pytest.raises(ConfigError, match="unknown synth setting 'harder'; choose one of demo, hard"):
+        SynthStream(4, setting="harder")
+    with pytest.raises(ConfigError, match="not both"):
+        SynthStream(4, options=hard.options, setting="hard")
+
+
+def test_the_settings_held_out_copy_is_written_once_and_a_foreign_folder_is_refused(tmp_path, monkeypatch):
+    from fgvc_core.data.synth import settings
+
+    tiny = settings.BenchmarkSetting(settings.SETTINGS["hard"].options, 4, 32, 2, "tiny")
+    monkeypatch.setitem(settings.SETTINGS, "tiny", tiny)
+    grid_file = _tiny_grid(tmp_path, variants={"a": []})
+    recipe = yaml.safe_load((tmp_path / "base.yaml").read_text())
+    recipe["data"].update(root=str(tmp_path / "tiny_bench"), options={"setting": "tiny"})
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(recipe))
+    grid = ablation.load_grid(grid_file)
+    runs = ablation.expand(grid, [0, 1], tmp_path / "out")
+    (line,) = ablation.ensure_benchmarks(grid, runs)
+    assert line.startswith(f"writing the 'tiny' benchmark's held-out copy to {tmp_path / 'tiny_bench'}")
+    assert settings.matches_setting(tmp_path / "tiny_bench", "tiny")
+    assert ablation.ensure_benchmarks(grid, runs) == []  # already there: nothing rewritten
+    monkeypatch.setitem(settings.SETTINGS, "tiny", tiny.__class__(tiny.options, 4, 32, 3, "tiny, 3 per class"))
+    with pytest.raises(ConfigError, match="holds something other than the 'tiny' benchmark; move it away"):
+        ablation.ensure_benchmarks(grid, runs)
+
+
+def test_a_stashed_run_is_restored_into_a_fresh_out_folder_and_not_retrained(tmp_path, capsys):
+    grid, out, stash = _tiny_grid(tmp_path), tmp_path / "out", tmp_path / "stash"
+    args = ["--grid", str(grid), "--seeds", "0", "--only", "a", "--out", str(out), "--stash-dir", str(stash)]
+    assert ablate.main([*args, "--no-progress"]) == 0
+    (first,) = _rows(out / "runs.csv")
+    assert ablate.main([*args, "--stash"]) == 0
+    assert "stashed a/seed0: last.safetensors" in capsys.readouterr().out
+    assert (stash / "a" / "seed0" / "best.safetensors").is_file()
+    shutil.rmtree(out)  # a fresh clone: only the committed stash is left
+
+    assert ablate.main([*args, "--no-progress"]) == 0
+    log = capsys.readouterr().out
+    assert f"restoring the stashed run a/seed0 from {stash / 'a' / 'seed0'}" in log
+    assert "training a/seed0 (resuming from last.safetensors)" in log
+    (again,) = _rows(out / "runs.csv")
+    assert again["steps"] == first["steps"] == "4"  # the finished training was not run again
+    assert again["test_top1"] == first["test_top1"] and again["val_top1"] == first["val_top1"]

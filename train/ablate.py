@@ -3,10 +3,13 @@
 python -m train.ablate --grid cra_table3 --seeds 0 1 2                  # -> runs/ablate/cra_table3/results.md
 python -m train.ablate --grid cra_delta --seeds 0 1 2 --jobs 2          # two runs at a time, one thread each
 python -m train.ablate --grid my_grid.yaml --out runs/ablate/mine --table-dir benchmarks/ablation
+python -m train.ablate --grid cra_table3 --seeds 0 1 2 --stash           # before a session ends (see below)
 python -m train.ablate --list                                           # the named grids
 
 Named grids live in train/configs/ablation/ (cra_table3, cra_delta, cra_gamma, rams). Rerun the same command to
-continue: finished runs are skipped, an unfinished one resumes from its last checkpoint. See docs/ablations.md.
+continue: finished runs are skipped, an unfinished one resumes from its last checkpoint. Across sessions on fresh
+clones, ``--stash`` copies every run's resumable files to train/wip_runs/ablate/<grid>/ (to be committed) and a later
+run restores the ones its --out lacks (make_demo's stash, the same files). See docs/ablations.md.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from pathlib import Path
 
 from fgvc_core.errors import FGVCError
 from train import cli_args
+
+WIP = Path(__file__).resolve().parent / "wip_runs" / "ablate"
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -34,6 +39,10 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help="test images for the pointing game (default: the grid's; 0: none)")  # fmt: skip
     parser.add_argument("--table-dir", type=cli_args.output_dir,
                         help="also copy the tables there as <grid>.md, _runs.csv, _summary.csv")  # fmt: skip
+    parser.add_argument("--stash", action="store_true",
+                        help="copy the runs' resumable files to the stash folder and exit")  # fmt: skip
+    parser.add_argument("--stash-dir", type=cli_args.output_dir,
+                        help="stash folder (default train/wip_runs/ablate/<grid>)")  # fmt: skip
     parser.add_argument("--list", action="store_true", help="list the named grids and exit")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar over the runs")
     return parser
@@ -55,6 +64,10 @@ def main(argv: list[str] | None = None) -> int:
         grid = ablation.load_grid(args.grid)
         out = Path(args.out or Path("runs") / "ablate" / grid.name)
         runs = ablation.select_variants(ablation.expand(grid, args.seeds, out), args.only)
+        stash = Path(args.stash_dir or WIP / grid.name)
+        if args.stash:
+            return _stash(runs, stash)
+        _restore(runs, stash)
         for line in ablation.ensure_benchmarks(grid, runs):
             print(line, flush=True)
         records = _run(grid, runs, out, args, command)
@@ -69,6 +82,27 @@ def main(argv: list[str] | None = None) -> int:
             shutil.copyfile(path, target / f"{grid.name}{suffixes[key]}")
     print(f"{len(records)} of {len(runs)} runs finished; table: {paths['markdown']}")
     return 0
+
+
+def _stash(runs, target: Path) -> int:
+    from train.make_demo import copy_run
+
+    for run in runs:
+        if (run.folder / "last.safetensors").is_file():
+            copied = copy_run(run.folder, target / run.variant / f"seed{run.seed}")
+            print(f"stashed {run.name}: {', '.join(copied)}")
+    return 0
+
+
+def _restore(runs, source: Path) -> None:
+    """Copy stashed runs into run folders that have no checkpoint (a fresh clone); never over a local run."""
+    from train.make_demo import copy_run
+
+    for run in runs:
+        stashed = source / run.variant / f"seed{run.seed}"
+        if not (run.folder / "last.safetensors").exists() and (stashed / "last.safetensors").is_file():
+            print(f"restoring the stashed run {run.name} from {stashed}")
+            copy_run(stashed, run.folder)
 
 
 def _run(grid, runs, out: Path, args: argparse.Namespace, command: str) -> list[dict]:
