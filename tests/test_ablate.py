@@ -265,3 +265,12 @@ def test_a_stashed_run_is_restored_into_a_fresh_out_folder_and_not_retrained(tmp
     (again,) = _rows(out / "runs.csv")
     assert again["steps"] == first["steps"] == "4"  # the finished training was not run again
     assert again["test_top1"] == first["test_top1"] and again["val_top1"] == first["val_top1"]
+
+
+def test_the_cli_lists_the_named_grids_without_importing_torch_for_help():
+    listed = subprocess.run([sys.executable, "-m", "train.ablate", "--list"], cwd=REPO, capture_output=True, text=True)
+    assert listed.returncode == 0
+    assert listed.stdout.splitlines()[2] == "cra_table3: plain, base, cbam_full, cbam, cram, cram_smram"
+    code = "import sys, train.ablate; print('torch' in sys.modules)"
+    loaded = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert loaded.stdout.strip() == "False"
