@@ -9,11 +9,13 @@ back to a default), while ``model`` options are validated by the model builder i
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from fgvc_core.engine.validate import validate_sections
 from fgvc_core.errors import ConfigError
 
 DEFAULTS: dict[str, dict[str, Any]] = {
@@ -25,6 +27,15 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "test_split": "test",
         "preset": "demo",  # preprocessing preset (fgvc_core.data.transforms.PRESETS)
         "img_size": None,  # None: the preset's size
+        "resize": None,  # the resized side before the crop; None: the preset's, scaled with img_size
+        "resize_mode": None,  # square | short_side; None: the preset's (square in every preset, as the papers)
+        "train_crop": None,  # random | center; None: the preset's (center for cra_smra, as its paper)
+        # Model selection: "best" is chosen on a validation split, never on the test split (train.select_on).
+        "val_split": None,  # a named split of the dataset to validate on (e.g. aircraft's "val"); None: see below
+        "val_fraction": 0.1,  # else this per-class fraction of the training split is held out (0: no validation)
+        "val_seed": 0,  # seed of that per-class draw (the same seed holds out the same images)
+        "val_samples": 600,  # synth_stream only: images of the validation stream
+        "val_stream_seed": 2,  # synth_stream only: its rendering seed (train stream: data.seed; test folder: 1)
         "num_classes": None,  # synth_stream only
         "train_samples": 20000,  # synth_stream only: samples per epoch
         "seed": 0,  # synth_stream only: rendering seed of the training stream
@@ -32,6 +43,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         # synth_stream only: easier generator options for the first epochs, e.g.
         # {epochs: 2, options: {scale_range: [0.6, 0.9], clutter_shapes: [0, 3]}}; then the benchmark's own.
         "curriculum": None,
+        "on_bad_image": "stop",  # an image that fails to decode in training: stop the run | skip it (logged, counted)
     },
     "train": {
         "epochs": 10,
@@ -45,12 +57,16 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "min_lr_ratio": 0.0,  # cosine floor as a fraction of each group's lr
         "grad_clip": 0.0,  # max global grad norm; 0 disables
         "amp": "auto",  # auto (bf16 on CUDA, off on CPU) | bf16 | fp16 | none
+        "device": "auto",  # auto (CUDA when present) | cpu | cuda | cuda:N
         "workers": 2,
         "seed": 0,
         "deterministic": False,
         "channels_last": False,
         "compile": False,
         "eval_every": 1,  # epochs
+        # which split picks best.safetensors: val (default) | test (the official code's practice: biased, warns) |
+        # last (no selection: best is the last evaluated epoch)
+        "select_on": "val",
         "checkpoint_every_steps": 0,  # 0: only at epoch ends
         "output": "runs/default",
         "save_dtype": "float32",
@@ -60,8 +76,13 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
+_SCIENTIFIC = re.compile(r"[-+]?\d+(\.\d*)?[eE][-+]?\d+")
+
+
 def _parse_value(text: str) -> Any:
     """YAML scalars: ``0.7`` -> float, ``true`` -> bool, ``[1, 0]`` -> list, ``abc`` -> str."""
+    if _SCIENTIFIC.fullmatch(text.strip()):
+        return float(text)  # YAML 1.1 reads 1e-3 (no dot) as a string; a learning rate must not become one
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -103,18 +124,7 @@ def merge_defaults(config: dict[str, Any]) -> dict[str, Any]:
         merged[section].update(values)
     if "name" not in merged["model"]:
         raise ConfigError("model.name is required (rams_trans or cra_smra)")
-    train = merged["train"]
-    for key in ("epochs", "batch_size"):
-        if not isinstance(train[key], int) or train[key] < 1:
-            raise ConfigError(f"train.{key} must be a positive integer, got {train[key]!r}")
-    if train["optimizer"] not in ("sgd", "adamw"):
-        raise ConfigError(f"train.optimizer must be sgd or adamw, got {train['optimizer']!r}")
-    if train["amp"] not in ("auto", "bf16", "fp16", "none"):
-        raise ConfigError(f"train.amp must be auto, bf16, fp16 or none, got {train['amp']!r}")
-    lr = train["lr"]
-    lrs = lr.values() if isinstance(lr, dict) else [lr]
-    if not all(isinstance(v, (int, float)) and v > 0 for v in lrs):
-        raise ConfigError(f"train.lr must be a positive number or a mapping of them, got {lr!r}")
+    validate_sections(merged)  # every data/train value against one table of rules, before any work
     return merged
 
 
