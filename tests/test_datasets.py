@@ -293,6 +293,46 @@ def test_folder_errors(tmp_path: Path) -> None:
     _raises(["no class sub-folders"], build_dataset, "folder", tmp_path / "empty", "train")
 
 
+# ------------------------------------------------------------------------------- torchvision equivalence
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_cars_matches_torchvision_through_its_public_api(tmp_path: Path, split: str) -> None:
+    from torchvision.datasets import StanfordCars
+
+    lf.make_cars(tmp_path)
+    ours, theirs = build_dataset("cars", tmp_path, split), StanfordCars(str(tmp_path), split=split, download=False)
+    _same_as_torchvision(ours, theirs)
+
+
+@pytest.mark.parametrize(("split", "level"), [("trainval", "variant"), ("test", "family"), ("val", "manufacturer")])
+def test_aircraft_matches_torchvision_through_its_public_api(tmp_path: Path, split: str, level: str) -> None:
+    from torchvision.datasets import FGVCAircraft
+
+    lf.make_aircraft(tmp_path)
+    ours = build_dataset("aircraft", tmp_path, split, annotation_level=level)
+    _same_as_torchvision(ours, FGVCAircraft(str(tmp_path), split=split, annotation_level=level, download=False))
+
+
+def _same_as_torchvision(ours, theirs) -> None:
+    """Same classes, and item by item the same label and the same pixels (so the same file)."""
+    assert ours.classes == list(theirs.classes) and len(ours) == len(theirs)
+    for i in range(len(ours)):
+        image, label = theirs[i]
+        assert ours.targets[i] == label
+        assert np.array_equal(np.asarray(ours.load(i)), np.asarray(image.convert("RGB")))
+
+
+@pytest.mark.parametrize("module", ["cars", "aircraft"])
+def test_cars_and_aircraft_use_no_private_torchvision_attributes(module: str) -> None:
+    """Issue 11: they parsed the layout AND read torchvision's private lists; now they parse it themselves only."""
+    import importlib
+    import inspect
+    import re
+
+    source = inspect.getsource(importlib.import_module(f"fgvc_core.data.{module}"))
+    assert not re.search(r"\._(samples|image_files|labels)\b", source)
+    assert not re.search(r"^\s*(from|import) torchvision", source, flags=re.MULTILINE)
+
+
 # -------------------------------------------------------------------------------------------------- registry
 def test_registry_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="unknown dataset 'inat'"):
