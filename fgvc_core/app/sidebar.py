@@ -15,9 +15,21 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
+from fgvc_core.app.allowed import allowed_roots, confine
 from fgvc_core.app.checkpoints import CheckpointInfo, list_checkpoints, validate_checkpoint_path
+from fgvc_core.app.datasets import (
+    DATASET_NAMES,
+    DATASET_TITLES,
+    SPLITS,
+    DatasetChoice,
+    checkpoint_dataset,
+    choose_dataset,
+    class_mismatch,
+    dataset_image,
+    open_dataset,
+)
 from fgvc_core.app.guard import one_line
-from fgvc_core.app.images import ImageChoice, benchmark_image, gallery, gallery_order, uploaded_image
+from fgvc_core.app.images import ImageChoice, gallery_order, uploaded_image
 from fgvc_core.app.models import LoadedModel, load_model
 from fgvc_core.app.settings import MODEL_KINDS, MODEL_TITLES, UPLOAD_KINDS, AppPaths, app_paths, display_path
 from fgvc_core.errors import CheckpointError, FGVCError
@@ -25,6 +37,13 @@ from fgvc_core.errors import CheckpointError, FGVCError
 TYPED = "__typed__"
 PREDICTED = "__predicted__"
 SOURCES = ("Benchmark sample", "Upload")
+SOURCE_KEY, DATASET_KEY, ROOT_KEY, SPLIT_KEY, INDEX_KEY = (
+    "image_source",
+    "dataset_name",
+    "dataset_root",
+    "dataset_split",
+    "gallery_index",
+)
 UPLOAD, UPLOAD_ID, UPLOAD_ERROR = "_fgvc_upload", "_fgvc_upload_id", "_fgvc_upload_error"
 
 
@@ -35,8 +54,10 @@ class Selection:
     Attributes:
         paths: the app's folders.
         checkpoints: per model kind, the chosen checkpoint, or None.
-        problems: per model kind without a checkpoint, why (shown by the page that needs it).
+        problems: per model kind without a checkpoint (and ``"dataset"`` for a bad dataset), why (shown by the
+            page that needs it).
         image: the image to explain, or None when there is none yet.
+        dataset: the dataset the sidebar picks images from, or None when its root or layout is wrong.
         target: the class name to explain, or None for each model's own prediction.
     """
 
@@ -45,6 +66,7 @@ class Selection:
     problems: dict[str, str] = field(default_factory=dict)
     image: ImageChoice | None = None
     target: str | None = None
+    dataset: DatasetChoice | None = None
 
     def has(self, kind: str) -> bool:
         return self.checkpoints.get(kind) is not None
@@ -118,21 +140,90 @@ def _model_slot(sidebar: Any, paths: AppPaths, kind: str, selection: Selection) 
             sidebar.error(one_line(exc))
 
 
-def _benchmark(sidebar: Any, paths: AppPaths) -> ImageChoice | None:
+def _use_checkpoint_data(name: str, root: str, split: str) -> None:
+    st.session_state.update({DATASET_KEY: name, ROOT_KEY: root, SPLIT_KEY: split})
+    st.session_state.pop(INDEX_KEY, None)
+
+
+def _offer_checkpoint_data(sidebar: Any, selection: Selection, current: tuple[str, str, str]) -> None:
+    """A button that switches to the data the chosen checkpoint was trained on, when it is not the current one."""
+    for info in selection.checkpoints.values():
+        trained = checkpoint_dataset(info.meta) if info is not None else None
+        if (
+            trained is None
+            or (trained[0], trained[2]) == (current[0], current[2])
+            and _same_root(trained[1], current[1])
+        ):
+            continue
+        sidebar.button(
+            f"Use {Path(info.path).name}'s data ({trained[0]}, {trained[2]})",
+            key=f"use_data_{info.kind}",
+            on_click=_use_checkpoint_data,
+            args=trained,
+        )
+        return
+
+
+def _same_root(a: str, b: str) -> bool:
+    roots = allowed_roots().data
     try:
-        dataset = gallery(str(paths.data))
-    except FGVCError as exc:
-        sidebar.warning(f"No benchmark: {one_line(exc)}. Run `python -m train.make_demo_data` or upload an image.")
+        return confine(a, roots) == confine(b, roots)
+    except FGVCError:
+        return a.strip() == b.strip()
+
+
+def _dataset(sidebar: Any, paths: AppPaths, selection: Selection) -> Any:
+    """The dataset picker (loader, root, split); returns the opened dataset, or None with a one-line error shown."""
+    name = sidebar.selectbox(
+        "Dataset", DATASET_NAMES, key=DATASET_KEY, format_func=DATASET_TITLES.get, persist_state="session"
+    )
+    root = sidebar.text_input(
+        "Dataset root",
+        value=display_path(paths.data),
+        key=ROOT_KEY,
+        help="A folder in the dataset's official layout, inside the server's data roots (FGVC_DATA_ROOTS).",
+        persist_state="session",
+    )
+    splits = SPLITS.get(name, ("test",))
+    if st.session_state.get(SPLIT_KEY) not in (None, *splits):
+        st.session_state.pop(SPLIT_KEY)  # a split the new loader does not have (e.g. aircraft's "val" on CUB)
+    split = sidebar.selectbox("Split", splits, key=SPLIT_KEY, persist_state="session")
+    _offer_checkpoint_data(sidebar, selection, (name, root, split))
+    try:
+        selection.dataset = choose_dataset(name, root, split)
+        dataset = open_dataset(selection.dataset)
+    except FGVCError as exc:  # PathNotAvailable outside the data roots, DatasetError/ConfigError for the layout
+        selection.dataset = None
+        selection.problems["dataset"] = one_line(exc)
+        if name == "synth" and _same_root(root, str(paths.data)):  # the default benchmark is not generated yet
+            sidebar.warning(f"No benchmark: {one_line(exc)}. Run `python -m train.make_demo_data` or upload an image.")
+        else:
+            sidebar.error(one_line(exc))
         return None
+    for kind, info in selection.checkpoints.items():
+        if info is not None and info.classes:
+            warning = class_mismatch(dataset.classes, info.classes, MODEL_TITLES[kind])
+            if warning:
+                sidebar.warning(warning)
+    return dataset
+
+
+def _dataset_sample(sidebar: Any, selection: Selection, dataset: Any) -> ImageChoice | None:
     order = gallery_order(dataset)
+    current = st.session_state.get(INDEX_KEY)
+    if isinstance(current, int) and current not in order:
+        if 0 <= current < len(dataset):
+            order = [current, *order]  # opened from the evaluation page: it may lie outside the first five per class
+        else:
+            st.session_state.pop(INDEX_KEY)  # an index of another dataset
     index = sidebar.selectbox(
         "Sample",
         order,
-        key="gallery_index",
+        key=INDEX_KEY,
         format_func=lambda i: f"{dataset.classes[dataset.samples[i][1]]} · #{i}",
         persist_state="session",
     )
-    return benchmark_image(paths.data, int(index))
+    return dataset_image(selection.dataset, dataset, int(index))
 
 
 def _upload(sidebar: Any) -> ImageChoice | None:
@@ -191,8 +282,12 @@ def render_sidebar() -> Selection:
             selection.problems[kind] = one_line(exc)
             sidebar.error(one_line(exc))
     sidebar.subheader("Image")
-    source = sidebar.radio("Source", SOURCES, key="image_source", horizontal=True, persist_state="session")
-    selection.image = _upload(sidebar) if source == "Upload" else _benchmark(sidebar, paths)
+    dataset = _dataset(sidebar, paths, selection)
+    source = sidebar.radio("Source", SOURCES, key=SOURCE_KEY, horizontal=True, persist_state="session")
+    if source == "Upload":
+        selection.image = _upload(sidebar)
+    elif dataset is not None:
+        selection.image = _dataset_sample(sidebar, selection, dataset)
     if selection.image is not None:
         caption = selection.image.name
         if selection.image.label_name:
