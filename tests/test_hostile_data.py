@@ -365,6 +365,14 @@ def test_cub_files_with_a_utf8_bom_are_read(cub: lf.Written) -> None:
     assert ds.classes == ["Class_A_bird", "Class_B_bird", "Class_C_bird"]
 
 
+def test_cub_names_with_unicode_line_separators_stay_one_line(cub: lf.Written) -> None:
+    classes_txt = cub.extra["base"] / "classes.txt"
+    lines = classes_txt.read_text().splitlines()
+    lines[1] = "2 002.Caf\x85_bird\u2028two"  # NEL and LINE SEPARATOR: str.splitlines breaks the line there
+    classes_txt.write_bytes(("\r\n".join(lines) + "\r\n").encode())  # and Windows line ends
+    assert build_dataset("cub", cub.root, "train").classes == ["Class_A_bird", "Caf\x85_bird\u2028two", "Class_C_bird"]
+
+
 def test_cub_bom_past_the_start_is_still_an_error(cub: lf.Written) -> None:
     images_txt = cub.extra["base"] / "images.txt"
     lines = images_txt.read_text().splitlines()

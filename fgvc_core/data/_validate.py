@@ -92,7 +92,17 @@ def require_dir(path: Path, dataset: str) -> Path:
 def read_lines(path: Path, dataset: str) -> list[tuple[int, str]]:
     """Return ``(line_number, stripped_text)`` for each non-blank line of a text file (1-based numbers)."""
     text = read_text(path, dataset)
-    return [(n, line.strip()) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
+    return [(n, line.strip()) for n, line in enumerate(split_lines(text), start=1) if line.strip()]
+
+
+def split_lines(text: str) -> list[str]:
+    """The lines of a text file, split at ``\\n``, ``\\r\\n`` or ``\\r`` only (as Python's text files do).
+
+    Not ``str.splitlines``: it also splits at U+0085, U+2028 and other separators that may sit inside a name
+    (a class called ``"Caf\\x85"`` became two malformed lines).
+    """
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    return lines[:-1] if lines and lines[-1] == "" else lines
 
 
 def parse_table(
@@ -172,6 +182,7 @@ class ImageFolderGuard:
     def __init__(self, image_dir: Path) -> None:
         self.image_dir = image_dir
         self._real = Path(os.path.realpath(image_dir))
+        self._real_folders: dict[Path, str] = {}  # resolved once per folder, not once per image
 
     def join(self, relative: str, where: str) -> Path:
         """``image_dir / relative``, unresolved, after checking it resolves inside ``image_dir``.
@@ -185,12 +196,21 @@ class ImageFolderGuard:
             raise DatasetError(f"{where}: image path {shown!r} must be relative to {self.image_dir}")
         path = self.image_dir / relative
         try:
-            real = Path(os.path.realpath(path))  # non-strict: a missing file is reported later, by name
+            real = Path(self._realpath(path))
         except ValueError:  # an embedded NUL
             raise DatasetError(f"{where}: image path {shown!r} contains a NUL character") from None
         if not real.is_relative_to(self._real):
             raise DatasetError(f"{where}: image path {shown!r} leads outside the image folder {self.image_dir}")
         return path
+
+    def _realpath(self, path: Path) -> str:
+        """``os.path.realpath(path)`` (non-strict: a missing file is reported later, by name), one syscall a file."""
+        if path.name in ("", ".", ".."):
+            return os.path.realpath(path)
+        if path.parent not in self._real_folders:
+            self._real_folders[path.parent] = os.path.realpath(path.parent)
+        real = os.path.join(self._real_folders[path.parent], path.name)
+        return os.path.realpath(real) if os.path.islink(real) else real
 
 
 def check_box(box: Sequence[float], where: str) -> tuple[float, float, float, float]:

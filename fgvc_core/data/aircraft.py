@@ -34,6 +34,7 @@ from fgvc_core.data._validate import (
     read_text,
     require_dir,
     require_images,
+    split_lines,
     torchvision_root,
     unique_ids,
 )
@@ -113,7 +114,7 @@ class AircraftDataset(ImageListDataset):
 
 
 def _read_classes(path: Path) -> list[str]:
-    names = [line.strip() for line in read_text(path, NAME).splitlines()]
+    names = [line.strip() for line in split_lines(read_text(path, NAME))]
     for n, name in enumerate(names, start=1):
         if not name:
             raise DatasetError(f"{path} line {n}: blank line (expected one class name per line)")
