@@ -24,6 +24,7 @@ navigation = st.navigation(
     {
         "Explore": [
             st.Page(PAGES / "overview.py", title="Overview", icon=":material/dashboard:", default=True),
+            st.Page(PAGES / "evaluation.py", title="Evaluation", icon=":material/grid_on:"),
         ],
         "RAMS-Trans": [
             st.Page(PAGES / "dppm.py", title="DPPM scales", icon=":material/zoom_in:"),

@@ -112,3 +112,18 @@ def app_environment(root: Path) -> Iterator[dict[str, str]]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+def write_cub_checkpoint(root: Path, num_classes: int = NUM_CLASSES, per_class: int = 4) -> dict[str, Any]:
+    """A CUB-layout dataset under ``root/cub`` and a tiny RAMS-Trans trained on it (by its sidecar) in ``root``.
+
+    Returns ``{"cub": Written, "checkpoint": path}``; the checkpoint's classes are the CUB fixture's classes.
+    """
+    from tests.layout_fixtures import make_cub
+
+    written = make_cub(root / "cub", num_classes=num_classes, per_class=per_class)
+    meta = _meta(written.classes, RAMS_SIZE, written.root, {"combined_top1": 0.5})
+    meta["dataset"] = {"name": "cub", "root": str(written.root), "train_split": "train", "test_split": "test"}
+    path = root / "checkpoints" / "rams_trans_cub.safetensors"
+    fgvc_core.save_checkpoint(tiny_rams(3), path, meta)
+    return {"cub": written, "checkpoint": path}

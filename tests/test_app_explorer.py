@@ -1,0 +1,269 @@
+"""The explorer for researchers (issue 13): the sidebar's dataset picker and the evaluation page, via AppTest.
+
+Every number the pages show is compared with the core (or a naive loop here) on tiny checkpoints and a CUB-layout
+fixture; every bad input must end in one clear line, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from streamlit.testing.v1 import AppTest
+
+import fgvc_core
+from fgvc_core.app.datasets import choose_dataset, class_mismatch, ground_truth
+from fgvc_core.app.evaluation_cache import label_map
+from fgvc_core.errors import DatasetError
+from fgvc_core.explain import confusion
+from tests.app_fixtures import write_app_env, write_cub_checkpoint
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+TIMEOUT = 120
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    root = tmp_path_factory.mktemp("explorer_env")
+    variables = write_app_env(root)
+    cub = write_cub_checkpoint(root)
+    variables |= {
+        "FGVC_DATA_ROOTS": str(root),  # the benchmark and the CUB fixture are both inside
+        "FGVC_EVAL_CACHE_DIR": str(root / "eval_cache"),
+    }
+    saved = {k: os.environ.get(k) for k in variables}
+    threads = torch.get_num_threads()
+    os.environ.update(variables)
+    yield {"root": root, **variables, **cub}
+    torch.set_num_threads(threads)
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+def switch(at: AppTest, page: str) -> AppTest:
+    """Switch page. AppTest's first run of a new page draws the persisted sidebar values but hands the script the
+    defaults (measured: the cache key printed from the page was the demo's); a second run uses the chosen ones."""
+    at.switch_page(f"pages/{page}.py").run()
+    return at.run()
+
+
+def open_app(page: str | None = None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.run()
+    if page:
+        at.switch_page(f"pages/{page}.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def pick_dataset(at: AppTest, name: str, root: str, split: str | None = None) -> AppTest:
+    at.sidebar.selectbox(key="dataset_name").select(name)
+    at.sidebar.text_input(key="dataset_root").input(root)
+    at.run()
+    if split is not None:
+        at.sidebar.selectbox(key="dataset_split").select(split).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def choose_rams(at: AppTest, path: Path) -> AppTest:
+    box = at.sidebar.selectbox(key="model_rams_trans")
+    box.select(str(path.resolve())).run()
+    return at
+
+
+# ------------------------------------------------------------------------------------------- dataset picker
+def test_the_app_opens_on_the_demo_benchmark_with_no_input(env):
+    at = open_app()
+    assert at.sidebar.selectbox(key="dataset_name").value == "synth"
+    assert at.sidebar.selectbox(key="dataset_split").value == "test"
+    assert Path(at.sidebar.text_input(key="dataset_root").value).resolve() == Path(env["FGVC_DATA_ROOT"]).resolve()
+    assert not at.error and not at.sidebar.error
+    samples = at.sidebar.selectbox(key="gallery_index").options
+    assert samples, "the demo benchmark offers no sample"
+
+
+def test_a_cub_root_makes_its_test_images_the_pickable_images_and_warns_about_other_classes(env):
+    at = pick_dataset(open_app(), "cub", str(env["cub"].root))
+    written = env["cub"]
+    options = at.sidebar.selectbox(key="gallery_index").options
+    names = {written.classes[label] for _, label in written.samples["test"]}
+    assert {o.split(" · ")[0] for o in options} == names
+    # the demo checkpoints have the 4 synth classes, the CUB fixture 4 others: each model says so, with counts
+    warnings = [w.value for w in at.sidebar.warning]
+    assert "This dataset has 4 classes and the RAMS-Trans checkpoint 4 (0 names in common)" in warnings[0]
+    assert any("CRA-SMRA checkpoint 4" in w for w in warnings)
+    assert not at.exception
+
+
+def test_the_cub_checkpoint_matches_the_cub_classes_and_offers_its_data(env):
+    at = choose_rams(open_app(), env["checkpoint"])
+    buttons = [b for b in at.sidebar.button if b.key == "use_data_rams_trans"]
+    assert buttons and "rams_trans_cub.safetensors's data (cub, test)" in buttons[0].label
+    buttons[0].click().run()
+    assert at.sidebar.selectbox(key="dataset_name").value == "cub"
+    assert Path(at.sidebar.text_input(key="dataset_root").value) == env["cub"].root
+    assert not [w.value for w in at.sidebar.warning if "RAMS-Trans checkpoint" in w.value]
+    assert [w.value for w in at.sidebar.warning if "CRA-SMRA checkpoint" in w.value]  # the synth demo still differs
+    assert not at.exception and not at.error
+
+
+def test_a_root_outside_the_data_roots_is_not_available_and_shows_no_image(env, tmp_path):
+    outside = tmp_path.parent.parent  # exists, but is no data root
+    for text in (str(outside), "/etc", "../../../../etc", str(Path(env["root"]) / ".." / "..")):
+        at = pick_dataset(open_app(), "folder", text)
+        assert [e.value for e in at.sidebar.error] == [f"{text}: not available here"]
+        assert not at.exception
+        assert [i.value for i in at.info] == ["Choose a benchmark sample or upload an image in the sidebar."]
+
+
+def test_a_wrong_layout_or_empty_root_is_one_line(env):
+    at = pick_dataset(open_app(), "cars", str(env["cub"].root))
+    errors = [e.value for e in at.sidebar.error]
+    assert len(errors) == 1 and "\n" not in errors[0] and errors[0]
+    at = pick_dataset(open_app(), "folder", "  ")
+    assert [e.value for e in at.sidebar.error] == ["type the root folder of the Class folders dataset"]
+    assert not at.exception
+
+
+def test_choose_dataset_confines_before_looking_and_checks_the_split(env):
+    with pytest.raises(DatasetError, match="^cub has no split 'val'; choose one of test, train$"):
+        choose_dataset("cub", str(env["cub"].root), "val")
+    with pytest.raises(fgvc_core.errors.FGVCError, match="^/nonexistent/x: not available here$"):
+        choose_dataset("cub", "/nonexistent/x", "val")  # the path is checked first: nothing said about the split
+
+
+def test_ground_truth_reads_the_cub_box_and_visible_keypoints(env):
+    written = env["cub"]
+    dataset = fgvc_core.build_dataset("cub", written.root, "test")
+    for i in range(len(dataset)):
+        truth = ground_truth(dataset, i)
+        assert truth.object_box == pytest.approx(written.boxes["test"][i])
+        visible = [(x, y) for x, y, v in written.extra["test_parts"][i] if v]
+        names = [n for n, (_, _, v) in zip(written.extra["part_names"], written.extra["test_parts"][i]) if v]
+        assert np.allclose(truth.keypoints.reshape(-1, 2), np.asarray(visible, dtype=float).reshape(-1, 2))
+        assert list(truth.keypoint_names) == names
+
+
+def test_class_mismatch_names_both_counts():
+    assert class_mismatch(["a", "b"], ["a", "b"], "RAMS-Trans") is None
+    text = class_mismatch(["a", "b", "c"], ["a", "x"], "CRA-SMRA")
+    assert text.startswith("This dataset has 3 classes and the CRA-SMRA checkpoint 2 (1 names in common)")
+
+
+# -------------------------------------------------------------------------------------------- core summaries
+def naive_confusion(labels, preds, k):
+    m = [[0] * k for _ in range(k)]
+    for y, p in zip(labels, preds):
+        if y >= 0:
+            m[y][p] += 1
+    return np.array(m)
+
+
+def test_confusion_summaries_match_naive_loops():
+    rng = np.random.default_rng(0)
+    k, n = 5, 200
+    labels = rng.integers(-1, k, n)
+    topk = np.stack([rng.permutation(k) for _ in range(n)])
+    matrix = confusion.confusion_matrix(labels, topk[:, 0], k)
+    assert (matrix == naive_confusion(labels, topk[:, 0], k)).all()
+    known = [(y, row) for y, row in zip(labels, topk) if y >= 0]
+    for kk in (1, 3, 5):
+        expected = sum(y in row[:kk] for y, row in known) / len(known)
+        assert confusion.topk_accuracy(labels, topk, kk) == pytest.approx(expected)
+    per_class = confusion.per_class_accuracy(matrix)
+    for c in range(k):
+        rows = [row[0] for y, row in known if y == c]
+        assert per_class[c] == pytest.approx(sum(p == c for p in rows) / len(rows))
+    pairs = confusion.confused_pairs(matrix, limit=100)
+    totals = {(a, b): matrix[a, b] + matrix[b, a] for a in range(k) for b in range(a + 1, k)}
+    assert [(p.a, p.b) for p in pairs] == sorted(
+        (ab for ab, t in totals.items() if t), key=lambda ab: (-totals[ab], ab)
+    )
+    cell = confusion.cell_images(labels, topk[:, 0], 2, 3)
+    assert cell == [i for i in range(n) if labels[i] == 2 and topk[i, 0] == 3]
+
+
+def test_per_class_accuracy_is_nan_for_a_class_without_images():
+    acc = confusion.per_class_accuracy(np.array([[2, 0], [0, 0]]))
+    assert acc[0] == 1.0 and np.isnan(acc[1])
+    assert np.isnan(confusion.topk_accuracy([-1, -1], [[0], [1]], 1))
+
+
+def test_label_map_by_name_then_by_index():
+    assert label_map(["b", "a", "z"], ["a", "b"]) == [1, 0, -1]
+    assert label_map(["x", "y"], ["a", "b"]) == [0, 1]
+
+
+# -------------------------------------------------------------------------------------------- evaluation page
+def expected_predictions(path: Path, root: Path):
+    model, meta = fgvc_core.load_checkpoint(path)
+    dataset = fgvc_core.build_dataset("cub", root, "test")
+    transform = fgvc_core.build_transform(meta)
+    probs = model.predict(torch.stack([transform(dataset.load(i)) for i in range(len(dataset))]))
+    labels = torch.tensor([y for _, y in dataset.samples])
+    return probs, labels
+
+
+def test_evaluation_page_computes_caches_and_reopens_from_disk(env):
+    at = choose_rams(open_app(), env["checkpoint"])
+    at = pick_dataset(at, "cub", str(env["cub"].root))
+    switch(at, "evaluation")
+    assert not at.exception and not at.error
+    cache = Path(env["FGVC_EVAL_CACHE_DIR"])
+    before = set(cache.glob("*.json")) if cache.exists() else set()
+    at.button(key="eval_run_rams_trans").click().run()
+    assert not at.exception and not at.error
+    probs, labels = expected_predictions(env["checkpoint"], env["cub"].root)
+    top1 = float((probs.argmax(1) == labels).float().mean())
+    top5 = float((probs.topk(min(5, probs.shape[1]), 1).indices == labels[:, None]).any(1).float().mean())
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["top-1"] == f"{100 * top1:.1f}%"
+    assert metrics["top-5"] == f"{100 * top5:.1f}%"
+    assert metrics["images"] == f"{len(labels)} of {len(labels)}"
+    written = set(cache.glob("*.json")) - before
+    assert len(written) == 1
+    stored = json.loads(next(iter(written)).read_text())
+    assert stored["topk"] == probs.topk(min(5, probs.shape[1]), 1).indices.tolist()
+    assert "computed now and cached on disk" in " ".join(c.value for c in at.caption)
+    # a fresh session re-opens it from the file, without the button
+    again = choose_rams(open_app(), env["checkpoint"])
+    again = pick_dataset(again, "cub", str(env["cub"].root))
+    switch(again, "evaluation")
+    assert not [b for b in again.button if b.key == "eval_run_rams_trans"]
+    assert {m.label: m.value for m in again.metric}["top-1"] == f"{100 * top1:.1f}%"
+    assert "read from the evaluation cache" in " ".join(c.value for c in again.caption)
+
+
+def test_a_confusion_cell_lists_its_images_and_open_makes_one_the_current_image(env):
+    at = choose_rams(open_app(), env["checkpoint"])
+    at = pick_dataset(at, "cub", str(env["cub"].root))
+    switch(at, "evaluation")
+    if [b for b in at.button if b.key == "eval_run_rams_trans"]:
+        at.button(key="eval_run_rams_trans").click().run()
+    probs, labels = expected_predictions(env["checkpoint"], env["cub"].root)
+    preds = probs.argmax(1)
+    picker = at.selectbox(key="eval_cell")
+    cells = sorted({(int(y), int(p)) for y, p in zip(labels, preds)})
+    assert len(picker.options) == len(cells)  # one entry per non-empty cell
+    true_class, predicted = cells[-1]
+    picker.set_value((true_class, predicted)).run()
+    expected = [i for i in range(len(labels)) if labels[i] == true_class and preds[i] == predicted]
+    opens = [b.key for b in at.button if b.key and b.key.startswith("cell_open_")]
+    assert opens == [f"cell_open_{i}" for i in expected]
+    wrong = [i for i in range(len(labels)) if labels[i] != preds[i]]
+    assert [b.key for b in at.button if b.key and b.key.startswith("wrong_open_")] == [f"wrong_open_{i}" for i in wrong]
+    at.button(key=f"cell_open_{expected[-1]}").click().run()
+    assert not at.exception
+    assert at.sidebar.selectbox(key="gallery_index").value == expected[-1]
+    assert any(f"Image #{expected[-1]} is now the current image" in s.value for s in at.success)
+    switch(at, "overview")
+    assert not at.exception
+    assert at.sidebar.selectbox(key="gallery_index").value == expected[-1]
