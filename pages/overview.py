@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import streamlit as st
 
-from fgvc_core.app import traces
+from fgvc_core.app import render, traces
 from fgvc_core.app.guard import guarded, page_guard
 from fgvc_core.app.settings import MODEL_KINDS, MODEL_TITLES
 from fgvc_core.app.sidebar import Selection, render_sidebar
 from fgvc_core.app.views import figure_download, headline, input_note, model_facts, plotly, prediction_line, slug
+from fgvc_core.data.transforms import kept_fraction
+from fgvc_core.explain.agreement import map_agreement
+from fgvc_core.explain.figure_utils import batch_row, display_image, format_prob
 from fgvc_core.explain.figures import prediction_figure
+from fgvc_core.explain.overlay import overlay_heatmap
 from fgvc_core.explain.plots import topk_bar
 
 
@@ -48,6 +52,45 @@ def model_column(selection: Selection, kind: str) -> None:
     model_facts(loaded)
 
 
+TOP_FRACTION = 0.2
+
+
+def same_frame(rams, cra, image) -> bool:
+    """Whether both checkpoints show the network the same part of ``image`` (then their maps share a frame)."""
+    a, b = rams.preprocess, cra.preprocess
+    size = image.image.size
+    return a.get("resize_mode") == b.get("resize_mode") and abs(kept_fraction(size, a) - kept_fraction(size, b)) < 1e-6
+
+
+def both_models(selection: Selection) -> None:
+    """RAMS-Trans rollout and CRA-SMRA stage-5 Grad-CAM on the same image, with how much the two maps agree."""
+    image = selection.require_image()
+    rams, cra = selection.model("rams_trans"), selection.model("cra_smra")
+    rams_trace = traces.rams_base(rams, image).value
+    rollout = batch_row(rams_trace.scales[0].rollout, 0, 2)
+    cra_probs = traces.cra_base(cra, image).value.probs
+    target, why = selection.target_class(cra, cra_probs)
+    cam = traces.stage_cams(cra, image, target, "gradcam").value[5]
+    rams_rgb = render.scale_input(rams_trace, 0, rams.preprocess)
+    cra_rgb = display_image(cra.input_tensor(image.image)[0], cra.preprocess)
+    left, right, numbers = st.columns([2, 2, 1])
+    with left:
+        st.image(overlay_heatmap(rams_rgb, rollout), caption="RAMS-Trans attention rollout (scale 1)", width="stretch")
+        st.caption(f"predicts {prediction_line(rams_trace.probs, rams.classes)} · the rollout is class-agnostic")
+    with right:
+        st.image(overlay_heatmap(cra_rgb, cam), caption="CRA-SMRA stage-5 Grad-CAM", width="stretch")
+        p = float(batch_row(cra_probs, 0, 1)[target])
+        st.caption(f"predicts {prediction_line(cra_probs, cra.classes)} · map of {why} ({format_prob(p)})")
+    agreement = map_agreement(rollout, cam, TOP_FRACTION)
+    with numbers:
+        st.metric(f"IoU of the top {TOP_FRACTION:.0%}", f"{agreement.iou:.3f}", help="1: the same cells, 0: disjoint")
+        rho = "n/a (a constant map)" if agreement.spearman != agreement.spearman else f"{agreement.spearman:+.3f}"
+        st.metric("Spearman ρ", rho, help="rank correlation of all cells: +1 same order, 0 unrelated")
+        st.caption(f"both maps resampled to {agreement.grid[0]}×{agreement.grid[1]} over each network's input")
+        if not same_frame(rams, cra, image):
+            st.warning("The two checkpoints crop this image differently, so the maps do not cover the same area.")
+
+
 @guarded
 def main() -> None:
     selection = render_sidebar()
@@ -70,6 +113,9 @@ def main() -> None:
         for column, kind in zip(columns, MODEL_KINDS):
             with column, page_guard():
                 model_column(selection, kind)
+    st.subheader("Both models on this image")
+    with page_guard():
+        both_models(selection)
 
 
 main()

@@ -267,3 +267,77 @@ def test_a_confusion_cell_lists_its_images_and_open_makes_one_the_current_image(
     switch(at, "overview")
     assert not at.exception
     assert at.sidebar.selectbox(key="gallery_index").value == expected[-1]
+
+
+# ------------------------------------------------------------------------------------------ both models agree
+def naive_ranks(values):
+    order = sorted(range(len(values)), key=lambda i: values[i])
+    ranks = [0.0] * len(values)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            ranks[order[k]] = (i + j) / 2 + 1
+        i = j + 1
+    return ranks
+
+
+def naive_pearson(x, y):
+    mx, my = sum(x) / len(x), sum(y) / len(y)
+    cov = sum((a - mx) * (b - my) for a, b in zip(x, y))
+    return cov / (sum((a - mx) ** 2 for a in x) ** 0.5 * sum((b - my) ** 2 for b in y) ** 0.5)
+
+
+def naive_top(values, fraction):
+    count = max(1, int(np.ceil(fraction * len(values) - 1e-9)))
+    return set(sorted(range(len(values)), key=lambda i: (-values[i], i))[:count])
+
+
+def test_map_agreement_matches_a_naive_recomputation():
+    from fgvc_core.explain.agreement import map_agreement, resample
+
+    rng = np.random.default_rng(1)
+    a = rng.random((14, 14))
+    b = np.round(rng.random((7, 7)), 1)  # ties
+    got = map_agreement(a, b, fraction=0.2, grid=(28, 28))
+    ra, rb = resample(a, (28, 28)).reshape(-1).tolist(), resample(b, (28, 28)).reshape(-1).tolist()
+    ta, tb = naive_top(ra, 0.2), naive_top(rb, 0.2)
+    assert got.iou == pytest.approx(len(ta & tb) / len(ta | tb))
+    assert got.spearman == pytest.approx(naive_pearson(naive_ranks(ra), naive_ranks(rb)))
+    same = map_agreement(a, a, fraction=0.2)
+    assert same.iou == 1.0 and same.spearman == pytest.approx(1.0)
+    assert map_agreement(a, -a, fraction=0.2).spearman == pytest.approx(-1.0)
+
+
+def test_resample_keeps_a_constant_map_and_refuses_a_non_map():
+    from fgvc_core.explain.agreement import map_agreement, resample
+
+    assert np.allclose(resample(np.full((3, 5), 0.4), (8, 8)), 0.4)
+    assert np.isnan(map_agreement(np.ones((4, 4)), np.eye(4)).spearman)
+    with pytest.raises(fgvc_core.errors.ConfigError, match="non-empty 2-d"):
+        resample(np.ones(4))
+
+
+def test_overview_shows_both_maps_and_their_core_agreement(env):
+    from fgvc_core.explain.agreement import map_agreement
+    from fgvc_core.explain.cam import stage_cams
+
+    at = open_app()
+    ckpt = Path(env["FGVC_CHECKPOINT_DIR"])
+    index = at.sidebar.selectbox(key="gallery_index").value
+    image = fgvc_core.build_dataset("synth", env["FGVC_DATA_ROOT"], "test").load(index)
+    rams, rmeta = fgvc_core.load_checkpoint(ckpt / "rams_trans_demo.safetensors")
+    cra, cmeta = fgvc_core.load_checkpoint(ckpt / "cra_smra_demo.safetensors")
+    trace = rams.trace(
+        fgvc_core.build_transform(rmeta)(image)[None], original_size=image.size, preprocess=rmeta["preprocess"]
+    )
+    x = fgvc_core.build_transform(cmeta)(image)[None]
+    target = int(cra.predict(x).argmax())
+    cam = stage_cams(cra, x, target_class=target, method="gradcam")[5][0]
+    expected = map_agreement(trace.scales[0].rollout[0].numpy(), np.asarray(cam), 0.2)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["IoU of the top 20%"] == f"{expected.iou:.3f}"
+    assert metrics["Spearman ρ"] == f"{expected.spearman:+.3f}"
+    assert not at.error and not at.exception
