@@ -87,7 +87,7 @@ def cam_panel(selection: Selection, loaded: LoadedModel, image: ImageChoice) -> 
     trace = traces.cra_trace(loaded, image, delta, None).value
     target, why = selection.target_class(loaded, trace.probs)
     st.markdown(f"**CRA-SMRA stages 3, 4, 5** · {why} · δ = {delta:g}")
-    result = stage_cam_row(loaded, image, target, method, delta, opacity, key="cam")
+    result = stage_cam_row(loaded, image, target, method, delta, opacity, key="cam", parts=selection.show_parts)
     timing_caption([f"stage CAMs {result.caption()} (one forward and one backward for all three stages)"])
     st.subheader("RAMS-Trans, same image")
     with page_guard():

@@ -341,3 +341,34 @@ def test_overview_shows_both_maps_and_their_core_agreement(env):
     assert metrics["IoU of the top 20%"] == f"{expected.iou:.3f}"
     assert metrics["Spearman ρ"] == f"{expected.spearman:+.3f}"
     assert not at.error and not at.exception
+
+
+# ------------------------------------------------------------------------------------------- ground-truth parts
+def image_captions(at: AppTest) -> list[str]:
+    return [c for image in at.image for c in image.captions if c and "peak" in c]
+
+
+def test_parts_toggle_draws_the_deciding_parts_and_says_whether_each_stage_peak_hits(env):
+    from fgvc_core.explain import metrics
+    from fgvc_core.explain.cam import stage_cams
+    from fgvc_core.explain.evaluation import ground_truth_boxes
+
+    at = open_app()
+    switch(at, "gradcam")
+    plain = image_captions(at)
+    assert plain and not any("deciding part" in c for c in plain)
+    at.sidebar.toggle(key="show_parts").set_value(True).run()
+    assert not at.exception and not at.error
+    index = at.sidebar.selectbox(key="gallery_index").value
+    dataset = fgvc_core.build_dataset("synth", env["FGVC_DATA_ROOT"], "test")
+    image = dataset.load(index)
+    model, meta = fgvc_core.load_checkpoint(Path(env["FGVC_CHECKPOINT_DIR"]) / "cra_smra_demo.safetensors")
+    x = fgvc_core.build_transform(meta)(image)[None]
+    target = int(model.predict(x).argmax())
+    cams = stage_cams(model, x, target_class=target, method="gradcam")
+    boxes = metrics.part_boxes_to_input(ground_truth_boxes(dataset, index)[0], image.size, meta["preprocess"])
+    boxes = boxes[(boxes[:, 2] > 0) & (boxes[:, 3] > 0)]
+    for stage, m in cams.items():
+        hit = bool(metrics.pointing_game(np.asarray(m[0])[None], [boxes], image_size=tuple(x.shape[-2:]))[0])
+        word = "hits a deciding part" if hit else "misses every deciding part"
+        assert any(c.startswith(f"stage {stage} ·") and c.endswith(word) for c in image_captions(at)), stage

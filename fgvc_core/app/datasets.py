@@ -19,7 +19,7 @@ import fgvc_core
 from fgvc_core.app.allowed import allowed_roots, confine
 from fgvc_core.app.images import ImageChoice
 from fgvc_core.app.settings import REPO_ROOT, display_path
-from fgvc_core.errors import DatasetError
+from fgvc_core.errors import DatasetError, FGVCError
 
 DATASET_NAMES: tuple[str, ...] = ("synth", "cub", "cars", "aircraft", "dogs", "folder")
 DATASET_TITLES = {
@@ -146,8 +146,19 @@ def dataset_image(choice: DatasetChoice, dataset: Any, index: int) -> ImageChoic
     image = dataset.load(index)
     label = int(dataset.samples[index][1])
     name = dataset.classes[label]
-    truth = ground_truth(dataset, index)
-    return ImageChoice(image, f"data:{choice.key}:{index}", f"{name} · #{index}", label, name, truth.part_boxes)
+    return ImageChoice(
+        image, f"data:{choice.key}:{index}", f"{name} · #{index}", label, name, deciding_parts(dataset, index)
+    )
+
+
+def deciding_parts(dataset: Any, index: int) -> np.ndarray | None:
+    """The part boxes ``(D, 4)`` xywh the explanation metrics score against (synth parts, CUB keypoint squares)."""
+    from fgvc_core.explain.evaluation import ground_truth_boxes
+
+    try:
+        return ground_truth_boxes(dataset, index)[0]
+    except (FGVCError, TypeError, ValueError):  # no annotations, or no object box to size CUB's squares
+        return None
 
 
 def class_mismatch(dataset_classes: Sequence[str], model_classes: Sequence[str], model_title: str) -> str | None:

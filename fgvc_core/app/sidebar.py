@@ -67,6 +67,7 @@ class Selection:
     image: ImageChoice | None = None
     target: str | None = None
     dataset: DatasetChoice | None = None
+    show_parts: bool = False
 
     def has(self, kind: str) -> bool:
         return self.checkpoints.get(kind) is not None
@@ -293,6 +294,10 @@ def render_sidebar() -> Selection:
         if selection.image.label_name:
             caption += " (true class)"
         sidebar.image(selection.image.image, caption=caption, width=160)
+    if selection.image is not None and selection.image.part_boxes is not None:
+        selection.show_parts = sidebar.toggle(
+            "Draw ground-truth parts", key="show_parts", help="The deciding part boxes on the CAM panels."
+        )
     selection.target = _target(sidebar, selection)
     return selection
 
