@@ -176,6 +176,24 @@ def test_a_killed_holder_frees_the_folder_at_once(tmp_path):
         assert (run / ".lock").read_text().strip() == str(os.getpid())
 
 
+def test_a_killed_holders_forked_workers_delay_the_lock_but_do_not_refuse_a_resume(tmp_path):
+    """The SIGKILL-resume test's failure: a DataLoader worker forked while the lock was held inherits the flock."""
+    run = tmp_path / "run"
+    code = (
+        f"import os, time\nfrom fgvc_core.engine.runlock import RunLock\nRunLock({str(run)!r}).acquire()\n"
+        "if os.fork() == 0:\n    time.sleep(2.0)\n    os._exit(0)  # the orphaned worker, still holding the lock\n"
+        "print('x', flush=True)\ntime.sleep(60)\n"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "x"
+    os.kill(holder.pid, signal.SIGKILL)
+    holder.wait()
+    started = time.monotonic()
+    with RunLock(run):  # waits for the orphan (about 2 s) instead of naming a dead PID
+        assert (run / ".lock").read_text().strip() == str(os.getpid())
+    assert 0.5 < time.monotonic() - started < 12
+
+
 # ---- resume means the same run ----------------------------------------------------------------------------------
 
 

@@ -11,11 +11,13 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import time
 from pathlib import Path
 
 from fgvc_core.errors import ConfigError, TrainingError
 
 LOCK_NAME = ".lock"
+ORPHAN_WAIT_S = 15.0  # how long a lock held only by a dead run's forked workers is waited for
 
 
 class RunFolderBusy(TrainingError):
@@ -55,17 +57,26 @@ class RunLock:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
             raise ConfigError(f"cannot write to the output folder {self.folder}: {exc.strerror}") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-            os.close(fd)
-            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise RunFolderBusy(
-                    f"another training (PID {holder}) is writing to {self.folder}; wait for it to end or choose "
-                    "another train.output"
-                ) from None
-            raise
+        deadline = time.monotonic() + ORPHAN_WAIT_S
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as exc:
+                if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    os.close(fd)
+                    raise
+                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+                # A flock is shared with every process forked while it was held: the DataLoader workers of a run
+                # killed by SIGKILL keep it until they notice their parent is gone (PyTorch checks every 5 s).
+                # The run itself is dead, so wait for them instead of refusing a --resume.
+                if _alive(holder) or time.monotonic() > deadline:
+                    os.close(fd)
+                    raise RunFolderBusy(
+                        f"another training (PID {holder}) is writing to {self.folder}; wait for it to end or choose "
+                        "another train.output"
+                    ) from None
+                time.sleep(0.2)
         try:
             same = os.fstat(fd).st_ino == os.stat(path).st_ino
         except FileNotFoundError:
@@ -95,3 +106,18 @@ class RunLock:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ConfigError(f"cannot create the output folder {self.folder}: {exc.strerror}") from None
+
+
+def _alive(pid_text: str) -> bool:
+    """Whether the process named in the lock file still runs (an unreadable PID counts as alive: refuse)."""
+    try:
+        pid = int(pid_text)
+    except ValueError:
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
