@@ -198,6 +198,23 @@ def test_only_whitelisted_keys_can_be_overridden_and_nothing_starts(env, overrid
     assert (sorted(paths.runs.iterdir()) if paths.runs.is_dir() else []) == before
 
 
+@pytest.mark.parametrize(
+    ("override", "cap"),
+    [("train.batch_size=100000", 256), ("train.epochs=5000", 1000), ("train.max_steps=2000000", 1_000_000),
+     ("data.train_samples=10000000", 200_000)],
+)  # fmt: skip
+def test_whitelisted_values_above_the_server_caps_are_refused_and_nothing_starts(env, override, cap):
+    paths = app_paths()
+    before = sorted(paths.runs.iterdir()) if paths.runs.is_dir() else []
+    with pytest.raises(ConfigError) as info:
+        training.start_training(training.recipes(paths)[0], [override], paths)
+    key = override.split("=")[0]
+    assert str(info.value).startswith(f"{key}=") and str(info.value).endswith(
+        f"is more than this server allows (at most {cap})"
+    )
+    assert (sorted(paths.runs.iterdir()) if paths.runs.is_dir() else []) == before
+
+
 def test_overrides_are_normalised_and_train_output_keeps_its_message():
     assert training.checked_overrides([" model.gamma = 0.5 ", "", "# a comment", "train.epochs=2"]) == [
         "model.gamma=0.5",

@@ -58,6 +58,15 @@ OVERRIDABLE: tuple[str, ...] = (
     "data.train_samples",
     "data.seed",
 )
+# Upper bounds on what a visitor may ask of the shared server (the config rules only check types and signs): a batch
+# of 10^6 images or a billion steps is a denial of service, not an experiment. The CLI has no such caps.
+SERVER_CAPS: dict[str, int] = {
+    "train.epochs": 1000,
+    "train.max_steps": 1_000_000,
+    "train.batch_size": 256,
+    "train.warmup_steps": 100_000,
+    "data.train_samples": 200_000,
+}
 # Popen handles of the runs this server started (shared by sessions: the runs folder is shared too), so that a
 # finished child is reaped and its exit code read; runs started by an earlier server are judged from their files.
 _PROCESSES: dict[str, subprocess.Popen] = {}
@@ -121,6 +130,7 @@ def start_training(recipe: Path, overrides: Sequence[str], paths: AppPaths) -> P
     if recipe.resolve() not in {r.resolve() for r in recipes(paths)}:
         raise ConfigError(f"{recipe.name} is not one of the recipes this app offers")
     overrides = checked_overrides(overrides)
+    check_server_caps(load_config(recipe, overrides))  # before anything is written or locked
     limit = max_runs()
     with _LOCK, _start_lock(paths):  # count and start as one step: two sessions submitting at once get one run
         running = active_runs(paths)
@@ -172,6 +182,19 @@ def checked_overrides(overrides: Sequence[str]) -> list[str]:
             )
         checked.append(f"{key}={value.strip()}")
     return checked
+
+
+def check_server_caps(config: Mapping[str, Any]) -> None:
+    """Refuse a run larger than ``SERVER_CAPS`` allows (one line naming the key and its cap).
+
+    Raises:
+        ConfigError: a capped value above its cap.
+    """
+    for dotted, cap in SERVER_CAPS.items():
+        section, key = dotted.split(".")
+        value = (config.get(section) or {}).get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value > cap:
+            raise ConfigError(f"{dotted}={value} is more than this server allows (at most {cap})")
 
 
 def check_recipe_paths(config: Mapping[str, Any], roots: AllowedRoots, base: Path) -> None:
