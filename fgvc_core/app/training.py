@@ -26,6 +26,7 @@ from typing import Any
 from fgvc_core.app.allowed import NOT_AVAILABLE, AllowedRoots, PathNotAvailable, allowed_roots, is_inside, redact_paths
 from fgvc_core.app.settings import AppPaths
 from fgvc_core.engine.config import load_config
+from fgvc_core.engine.runlock import process_alive
 from fgvc_core.errors import ConfigError, FGVCError
 
 JOB_FILE, LOG_FILE, STATUS_FILE, METRICS_FILE = "app_job.json", "train.log", "status.json", "metrics.csv"
@@ -271,16 +272,6 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _tail(path: Path, lines: int = 12) -> str:
     try:
         text = path.read_text(errors="replace")
@@ -339,7 +330,7 @@ def run_state(run_dir: Path) -> RunState:
         state = "running" if code is None else ("done" if code == 0 else "stopped" if code < 0 else "failed")
     elif kind in ("done", "failed"):
         state = kind
-    elif job.get("pid") and not job.get("stopped") and _alive(int(job["pid"])):
+    elif job.get("pid") and not job.get("stopped") and process_alive(int(job["pid"])):
         state = "running"
     else:
         state = "stopped"

@@ -108,12 +108,8 @@ class RunLock:
             raise ConfigError(f"cannot create the output folder {self.folder}: {exc.strerror}") from None
 
 
-def _alive(pid_text: str) -> bool:
-    """Whether the process named in the lock file still runs (an unreadable PID counts as alive: refuse)."""
-    try:
-        pid = int(pid_text)
-    except ValueError:
-        return True
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (one owned by another user counts as alive)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -121,3 +117,11 @@ def _alive(pid_text: str) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _alive(pid_text: str) -> bool:
+    """Whether the process named in the lock file still runs (an unreadable PID counts as alive: refuse)."""
+    try:
+        return process_alive(int(pid_text))
+    except ValueError:
+        return True
