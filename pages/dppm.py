@@ -11,6 +11,7 @@ import streamlit as st
 from fgvc_core.app import render, traces
 from fgvc_core.app.guard import guarded
 from fgvc_core.app.images import ImageChoice
+from fgvc_core.app.map_panels import draw_ground_truth, ground_truth_frame, map_panel
 from fgvc_core.app.models import LoadedModel
 from fgvc_core.app.sidebar import render_sidebar
 from fgvc_core.app.views import (
@@ -28,30 +29,49 @@ from fgvc_core.explain.figures import dppm_figure
 ALPHA_RANGE = (0.5, 3.0)
 
 
-def scale_step(trace, scale: int, loaded: LoadedModel, image: ImageChoice, alpha: float) -> None:
+def scale_step(trace, scale: int, loaded: LoadedModel, image: ImageChoice, alpha: float, parts: bool = False) -> None:
     """One scale: what it saw, the four DPPM steps, the numbers, and the crop the next scale sees."""
     sc = trace.scales[scale]
     views = render.dppm_views(trace, scale, loaded.preprocess)
     mask, component = batch_row(sc.mask, 0, 2) > 0.5, batch_row(sc.component, 0, 2) > 0.5
     box = batch_row(sc.proposal_box, 0, 1)
+    rgb = render.scale_input(trace, scale, loaded.preprocess)
+    crop = batch_row(sc.box, 0, 1)
+    _, rollout_caption = map_panel(
+        rgb, batch_row(sc.rollout, 0, 2), "1 · attention rollout", image, loaded.preprocess, show_parts=parts,
+        crop_xyxy=crop,
+    )  # fmt: skip
     titles = {
-        "rollout": f"1 · attention rollout ({render.peak_text(batch_row(sc.rollout, 0, 2))})",
+        "rollout": rollout_caption,
         "mask": f"2 · mask: rollout > {alpha:g} × mean",
         "component": "3 · largest 8-connected component",
         "box": f"4 · its box {render.box_text(box)}",
     }
+    truth = ground_truth_frame(image, loaded.preprocess, crop, rgb.shape[0]) if parts else None
     columns = st.columns(4)
     for column, (name, title) in zip(columns, titles.items()):
         with column:
-            image_with_download(views[name], title, f"dppm_scale{scale + 1}_{name}_{image.name}", f"dl_{name}_{scale}")
+            shown = views[name] if truth is None else draw_ground_truth(views[name], truth)
+            image_with_download(shown, title, f"dppm_scale{scale + 1}_{name}_{image.name}", f"dl_{name}_{scale}")
     if not mask.any():
         st.caption(f"No patch scores above {alpha:g} × mean: the DPPM falls back to the whole image (box = input).")
+    elif whole_image(box, rgb.shape[:2]):
+        st.caption(
+            f"The mask covers the whole grid at α = {alpha:g}: the box is this scale's whole input, so the zoom is the "
+            "whole image (the next scale sees the same picture)."
+        )
     stats = st.columns(4)
     stats[0].metric("Mask cells", f"{int(mask.sum())}/{mask.size}")
     stats[1].metric("Kept cells", f"{int(component.sum())}")
     stats[2].metric("Box size (this scale's px)", f"{box[2] - box[0]:.0f}×{box[3] - box[1]:.0f}")
     with stats[3]:
         headline(f"Scale {scale + 1} top-1", sc.probs, loaded.classes)
+
+
+def whole_image(box, frame_hw: tuple[int, int]) -> bool:
+    """Whether an ``xyxy`` box spans the whole frame (to the pixel): then the 'zoom' shows everything again."""
+    x0, y0, x1, y1 = (float(v) for v in box[:4])
+    return x0 <= 0.5 and y0 <= 0.5 and x1 >= frame_hw[1] - 0.5 and y1 >= frame_hw[0] - 0.5
 
 
 def zoom_result(trace, scale: int, loaded: LoadedModel, image: ImageChoice) -> None:
@@ -84,7 +104,7 @@ def zoom_result(trace, scale: int, loaded: LoadedModel, image: ImageChoice) -> N
 
 @st.fragment
 @guarded
-def dppm_panel(loaded: LoadedModel, image: ImageChoice) -> None:
+def dppm_panel(loaded: LoadedModel, image: ImageChoice, parts: bool = False) -> None:
     """The α slider and everything it changes; only this fragment reruns when the slider moves."""
     base = traces.rams_base(loaded, image)
     default = float(base.value.options["threshold"][0])
@@ -108,7 +128,7 @@ def dppm_panel(loaded: LoadedModel, image: ImageChoice) -> None:
     scales = [f"Scale {s + 1}" for s in range(len(trace.scales))]
     step = st.radio("Step through the scales", scales, horizontal=True, key="dppm_step")
     s = scales.index(step)
-    scale_step(trace, s, loaded, image, alpha)
+    scale_step(trace, s, loaded, image, alpha, parts)
     if s + 1 < len(trace.scales):
         zoom_result(trace, s, loaded, image)
     else:
@@ -133,7 +153,7 @@ def main() -> None:
     loaded = selection.model("rams_trans")
     image = selection.require_image()
     input_note(loaded, image)
-    dppm_panel(loaded, image)
+    dppm_panel(loaded, image, selection.show_parts)
 
 
 main()

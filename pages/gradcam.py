@@ -8,19 +8,34 @@ from fgvc_core.app import render, traces
 from fgvc_core.app.cam_views import CAM_LABELS, stage_cam_row
 from fgvc_core.app.guard import guarded, page_guard
 from fgvc_core.app.images import ImageChoice
+from fgvc_core.app.map_panels import fixed_scale_overlay, map_panel
 from fgvc_core.app.models import LoadedModel
 from fgvc_core.app.sidebar import Selection, render_sidebar
 from fgvc_core.app.views import figure_download, image_with_download, input_note, plotly, slug, timing_caption
 from fgvc_core.explain.cam import CAM_METHODS
-from fgvc_core.explain.figure_utils import batch_row
+from fgvc_core.explain.figure_utils import batch_row, display_image
 from fgvc_core.explain.figures import rollout_figure, smram_figure
-from fgvc_core.explain.overlay import overlay_heatmap
+from fgvc_core.explain.map_readout import shared_scale, top_region_iou
 from fgvc_core.explain.plots import heatmap
 from fgvc_core.explain.vit_cam import CAM_METHODS as VIT_CAM_METHODS
 
+MANY_PASS = {"scorecam": "one forward pass per channel of each stage layer"}
+OVERLAP_FRACTION = 0.2
 
-def smram_maps(trace, image: ImageChoice) -> None:
-    """SMRAM's spatial softmax per stage, their cross-stage max (CCMP) and L_div, for the same image and δ."""
+
+def stage_overlap(cams: dict) -> dict[str, float]:
+    """IoU of the top 20 % pixels of every pair of stage CAMs: do the stages look at different parts?"""
+    stages = list(cams)
+    return {
+        f"IoU stage {a} / {b}": top_region_iou(cams[a], cams[b], OVERLAP_FRACTION)
+        for i, a in enumerate(stages)
+        for b in stages[i + 1 :]
+    }
+
+
+def smram_maps(trace, image: ImageChoice, rgb, cams: dict | None = None) -> None:
+    """SMRAM's spatial softmax per stage and their cross-stage max (CCMP) over the input on one colour scale,
+    h and L_div, and beside them the overlap of the stage CAMs themselves (the same question asked of the maps)."""
     if trace.smram_maps is None:
         st.info(f"Variant {trace.variant!r} has no SMRAM.")
         return
@@ -28,20 +43,36 @@ def smram_maps(trace, image: ImageChoice) -> None:
     ccmp = maps.max(axis=0)
     h = float(ccmp.sum())
     l_div = float(batch_row(trace.l_div_per_image, 0, 1)[0]) if trace.l_div_per_image is not None else 1 - h / 3
-    m1, m2 = st.columns(2)
-    m1.metric("h = Σ CCMP (1: same place … 3: disjoint)", f"{h:.4f}")
-    m2.metric("L_div = 1 − h/3", f"{l_div:.4f}")
-    columns = st.columns(len(maps) + 1)
+    overlap = stage_overlap(cams) if cams else {}
+    metrics_row = st.columns(2 + len(overlap))
+    metrics_row[0].metric("h = Σ CCMP (1: same place … 3: disjoint)", f"{h:.4f}")
+    metrics_row[1].metric("L_div = 1 − h/3", f"{l_div:.4f}")
+    for column, (label, iou) in zip(metrics_row[2:], overlap.items()):
+        column.metric(label, f"{iou:.3f}", help=f"top {OVERLAP_FRACTION:.0%} pixels of the two stage CAMs; 0: disjoint")
     stages = [s.stage for s in trace.stages]
+    low, high = shared_scale({"maps": maps, "ccmp": ccmp})
+    st.caption(f"All four maps on one colour scale, {low:.4f} … {high:.4f} (a softmax over the grid sums to 1).")
+    columns = st.columns(len(maps) + 1)
     for column, stage, m in zip(columns, stages, maps):
         with column:
-            plotly(
-                heatmap(m, f"stage {stage} map (max {float(m.max()):.3f})"),
-                f"smram_stage{stage}_{image.name}",
-                key=f"smram_{stage}",
+            st.image(
+                fixed_scale_overlay(rgb, m, low, high),
+                caption=f"stage {stage} map (max {float(m.max()):.4f})",
+                width="stretch",
             )
     with columns[-1]:
-        plotly(heatmap(ccmp, "CCMP: max over stages"), f"smram_ccmp_{image.name}", key="smram_ccmp")
+        st.image(fixed_scale_overlay(rgb, ccmp, low, high), caption="CCMP: max over stages", width="stretch")
+    with st.expander("The maps as interactive heat maps"):
+        grid = st.columns(len(maps) + 1)
+        for column, stage, m in zip(grid, stages, maps):
+            with column:
+                plotly(
+                    heatmap(m, f"stage {stage} map", zmin=low, zmax=high),
+                    f"smram_stage{stage}_{image.name}",
+                    key=f"smram_{stage}",
+                )
+        with grid[-1]:
+            plotly(heatmap(ccmp, "CCMP", zmin=low, zmax=high), f"smram_ccmp_{image.name}", key="smram_ccmp")
     figure_download("SMRAM maps (PNG)", lambda: smram_figure(trace), f"smram_{slug(image.name)}", key="dl_smram")
 
 
@@ -58,12 +89,18 @@ def vit_cam_panel(selection: Selection, image: ImageChoice, method: str, opacity
     cam = result.value.numpy()
     left, right = st.columns([1, 2])
     with left:
-        image_with_download(
-            overlay_heatmap(rgb, cam, alpha=opacity),
-            f"RAMS-Trans last block · {render.peak_text(cam)}",
-            f"vit_{used}_{image.name}",
-            "dl_vit_cam",
+        shown, caption = map_panel(
+            rgb,
+            cam,
+            "RAMS-Trans last block",
+            image,
+            loaded.preprocess,
+            show_parts=selection.show_parts,
+            opacity=opacity,
+            probability=float(batch_row(base.probs, 0, 1)[target]),
+            class_name=loaded.classes[target],
         )
+        image_with_download(shown, caption, f"vit_{used}_{image.name}", "dl_vit_cam")
     with right:
         st.markdown(f"**RAMS-Trans {CAM_LABELS[used].split(' (')[0]}**, scale 1, last block's norm1 tokens · {why}")
         timing_caption([result.caption("ViT CAM computed")])
@@ -87,13 +124,29 @@ def cam_panel(selection: Selection, loaded: LoadedModel, image: ImageChoice) -> 
     trace = traces.cra_trace(loaded, image, delta, None).value
     target, why = selection.target_class(loaded, trace.probs)
     st.markdown(f"**CRA-SMRA stages 3, 4, 5** · {why} · δ = {delta:g}")
-    result = stage_cam_row(loaded, image, target, method, delta, opacity, key="cam", parts=selection.show_parts)
-    timing_caption([f"stage CAMs {result.caption()} (one forward and one backward for all three stages)"])
+    probability = float(batch_row(trace.probs, 0, 1)[target])
+    passes = 1 + sum(int(s.importance.shape[-1]) for s in trace.stages) if method in MANY_PASS else 0
+    if passes:
+        st.caption(f"{CAM_LABELS[method].split(' (')[0]} runs {MANY_PASS[method]}: about {passes} passes here.")
+    with st.spinner(f"Computing {CAM_LABELS[method].split(' (')[0]}…"):
+        result = stage_cam_row(
+            loaded,
+            image,
+            target,
+            method,
+            delta,
+            opacity,
+            key="cam",
+            parts=selection.show_parts,
+            probability=probability,
+        )
+    cost = f"{passes} forward passes" if passes else "one forward and one backward for all three stages"
+    timing_caption([f"stage CAMs {result.caption()} ({cost})"])
     st.subheader("RAMS-Trans, same image")
     with page_guard():
         vit_cam_panel(selection, image, method, opacity)
-    st.subheader("SMRAM maps (stages 3, 4, 5)")
-    smram_maps(trace, image)
+    st.subheader("SMRAM maps (stages 3, 4, 5) and the stage CAMs' overlap")
+    smram_maps(trace, image, display_image(loaded.input_tensor(image.image)[0], loaded.preprocess), result.value)
 
 
 @guarded

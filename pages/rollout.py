@@ -7,12 +7,14 @@ import streamlit as st
 from fgvc_core.app import render, traces
 from fgvc_core.app.guard import guarded
 from fgvc_core.app.images import ImageChoice
+from fgvc_core.app.map_panels import map_panel
 from fgvc_core.app.models import LoadedModel
 from fgvc_core.app.session import cached, timed
 from fgvc_core.app.sidebar import Selection, render_sidebar
 from fgvc_core.app.views import download_png, figure_download, image_with_download, input_note, slug, timing_caption
+from fgvc_core.explain.figure_utils import batch_row
 from fgvc_core.explain.figures import attention_layers_figure, rollout_figure
-from fgvc_core.explain.overlay import figure_to_png_bytes, overlay_heatmap
+from fgvc_core.explain.overlay import figure_to_png_bytes
 from fgvc_core.explain.rollout import HEAD_FUSIONS, QUERIES, attention_rollout, fused_rollout, gradient_rollout
 
 QUERY_LABELS = {"cls": "CLS row (paper)", "mean": "mean of all rows (official code)"}
@@ -67,23 +69,26 @@ def rollout_panel(loaded: LoadedModel, image: ImageChoice, selection: Selection)
     attentions, gradients, _ = grads.value
     grad_map, grad_ms = timed(lambda: gradient_rollout(attentions, gradients, discard, query, start)[0].reshape(grid))
 
+    crop = batch_row(sc.box, 0, 1)
+    panel = dict(image=image, preprocess=loaded.preprocess, show_parts=selection.show_parts, opacity=opacity)
     left, right, numbers = st.columns(3)
     with left:
         st.markdown(f"**Attention rollout** · {fusion} over heads, layers {start + 1}-{depth}")
-        image_with_download(
-            overlay_heatmap(rgb, rollout, alpha=opacity),
-            render.peak_text(rollout),
-            f"rollout_scale{scale + 1}_{image.name}",
-            "dl_rollout",
-        )
+        shown, caption = map_panel(rgb, rollout, "class-agnostic", crop_xyxy=crop, **panel)
+        image_with_download(shown, caption, f"rollout_scale{scale + 1}_{image.name}", "dl_rollout")
     with right:
         st.markdown(f"**Gradient rollout** · {why}")
-        image_with_download(
-            overlay_heatmap(rgb, grad_map, alpha=opacity),
-            render.peak_text(grad_map),
-            f"gradient_rollout_scale{scale + 1}_{image.name}",
-            "dl_grad_rollout",
+        p = float(batch_row(sc.probs, 0, 1)[target])
+        shown, caption = map_panel(
+            rgb,
+            grad_map,
+            f"scale {scale + 1}",
+            crop_xyxy=crop,
+            probability=p,
+            class_name=loaded.classes[target],
+            **panel,
         )
+        image_with_download(shown, caption, f"gradient_rollout_scale{scale + 1}_{image.name}", "dl_grad_rollout")
     name = slug(image.name)
     with numbers:
         st.metric("Rollout mean (max = 1)", f"{float(rollout.mean()):.4f}")

@@ -98,7 +98,8 @@ def peak_cell(m) -> tuple[int, int]:
 
 
 def shown_peaks(texts: list[str]) -> list[tuple[int, int]]:
-    return [(int(a), int(b)) for t in texts for a, b in re.findall(r"\(row (\d+), col (\d+)\)", t)]
+    """(row, col) of the peaks the captions print as ``pixel (x X, y Y)`` (issue 13: peaks in image pixels)."""
+    return [(int(y), int(x)) for t in texts for x, y in re.findall(r"pixel \(x (\d+), y (\d+)\)", t)]
 
 
 # ------------------------------------------------------------------------------------------------ all pages

@@ -372,3 +372,88 @@ def test_parts_toggle_draws_the_deciding_parts_and_says_whether_each_stage_peak_
         hit = bool(metrics.pointing_game(np.asarray(m[0])[None], [boxes], image_size=tuple(x.shape[-2:]))[0])
         word = "hits a deciding part" if hit else "misses every deciding part"
         assert any(c.startswith(f"stage {stage} ·") and c.endswith(word) for c in image_captions(at)), stage
+
+
+def naive_boxes_in_frame(boxes, crop, size):
+    out = []
+    for x, y, w, h in boxes:
+        cx0, cy0, cx1, cy1 = crop
+        sx, sy = size / (cx1 - cx0), size / (cy1 - cy0)
+        corners = [(x - cx0) * sx, (y - cy0) * sy, (x + w - cx0) * sx, (y + h - cy0) * sy]
+        x0, y0, x1, y1 = (min(max(v, 0.0), size) for v in corners)
+        out.append((x0, y0, x1 - x0, y1 - y0))
+    return np.array(out)
+
+
+def test_boxes_in_frame_and_peak_readout_match_naive_geometry():
+    from fgvc_core.explain.map_readout import boxes_in_frame, peak_readout
+
+    boxes = np.array([[10.0, 20.0, 8.0, 6.0], [0.0, 0.0, 4.0, 4.0], [60.0, 60.0, 10.0, 10.0]])
+    crop = (8.0, 16.0, 40.0, 48.0)  # a 32 px crop resized to 64 px: scale 2
+    assert np.allclose(boxes_in_frame(boxes, crop, 64), naive_boxes_in_frame(boxes, crop, 64))
+    assert np.allclose(boxes_in_frame(boxes, None, 64), naive_boxes_in_frame(boxes, (0, 0, 64, 64), 64))
+    m = np.zeros((4, 4))
+    m[1, 2] = 1.0  # cell (row 1, col 2) of a 4x4 grid over 64 px: its upsampled peak is the cell's centre
+    readout = peak_readout(m, (64, 64), np.array([[32.0, 16.0, 16.0, 16.0]]))
+    # bilinear upsampling ties the four pixels round the centre (40, 24); the first of them in row-major order wins
+    assert (readout.x, readout.y) == (39.5, 23.5) and readout.hit is True
+    assert peak_readout(m, (64, 64), np.array([[0.0, 0.0, 16.0, 16.0]])).hit is False
+    assert peak_readout(m, (64, 64), None).hit is None
+
+
+def hit_word(model_map, boxes, frame):
+    from fgvc_core.explain import metrics
+
+    hit = bool(metrics.pointing_game(np.asarray(model_map)[None], [boxes], image_size=frame)[0])
+    return "hits a deciding part" if hit else "misses every deciding part"
+
+
+def demo_rams_input(env, at):
+    from fgvc_core.explain import metrics
+    from fgvc_core.explain.evaluation import ground_truth_boxes
+
+    index = at.sidebar.selectbox(key="gallery_index").value
+    dataset = fgvc_core.build_dataset("synth", env["FGVC_DATA_ROOT"], "test")
+    image = dataset.load(index)
+    model, meta = fgvc_core.load_checkpoint(Path(env["FGVC_CHECKPOINT_DIR"]) / "rams_trans_demo.safetensors")
+    x = fgvc_core.build_transform(meta)(image)[None]
+    boxes = metrics.part_boxes_to_input(ground_truth_boxes(dataset, index)[0], image.size, meta["preprocess"])
+    return model, x, boxes[(boxes[:, 2] > 0) & (boxes[:, 3] > 0)]
+
+
+@pytest.mark.parametrize("page", ["rollout", "dppm"])
+def test_parts_toggle_on_the_rollout_and_dppm_panels_says_whether_the_rollout_peak_hits(env, page):
+    at = open_app()
+    switch(at, page)
+    assert not any("deciding part" in c for c in image_captions(at))
+    at.sidebar.toggle(key="show_parts").set_value(True).run()
+    assert not at.exception and not at.error
+    model, x, boxes = demo_rams_input(env, at)
+    rollout = model.trace(x).scales[0].rollout[0]
+    captions = image_captions(at)
+    rollout_captions = [c for c in captions if "rollout" in c or c.startswith("class-agnostic")]
+    assert rollout_captions and rollout_captions[0].endswith(hit_word(rollout, boxes, tuple(x.shape[-2:])))
+    if page == "rollout":  # the gradient rollout names the target's probability beside its map
+        probs = model.trace(x).scales[0].probs[0]
+        assert any(f"{100 * float(probs.max()):.1f}%" in c and "deciding part" in c for c in captions)
+
+
+def test_parts_toggle_on_the_vit_cam_panel(env):
+    from fgvc_core.explain.vit_cam import rams_trans_cam
+
+    at = open_app()
+    switch(at, "gradcam")
+    at.sidebar.toggle(key="show_parts").set_value(True).run()
+    model, x, boxes = demo_rams_input(env, at)
+    target = int(model.trace(x).probs.argmax())
+    cam = rams_trans_cam(model, x, target=target, method="gradcam")[0]
+    vit = [c for c in image_captions(at) if c.startswith("RAMS-Trans last block")]
+    assert vit and vit[0].endswith(hit_word(cam, boxes, tuple(x.shape[-2:])))
+
+
+def test_a_cub_image_has_its_object_box_and_the_toggle(env):
+    at = pick_dataset(choose_rams(open_app(), env["checkpoint"]), "cub", str(env["cub"].root))
+    switch(at, "rollout")
+    at.sidebar.toggle(key="show_parts").set_value(True).run()
+    assert not at.exception and not at.error
+    assert any("deciding part" in c for c in image_captions(at))

@@ -146,8 +146,15 @@ def dataset_image(choice: DatasetChoice, dataset: Any, index: int) -> ImageChoic
     image = dataset.load(index)
     label = int(dataset.samples[index][1])
     name = dataset.classes[label]
+    truth = ground_truth(dataset, index)
     return ImageChoice(
-        image, f"data:{choice.key}:{index}", f"{name} · #{index}", label, name, deciding_parts(dataset, index)
+        image,
+        f"data:{choice.key}:{index}",
+        f"{name} · #{index}",
+        label,
+        name,
+        deciding_parts(dataset, index),
+        object_box=truth.object_box,
     )
 
 

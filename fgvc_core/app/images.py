@@ -32,6 +32,8 @@ class ImageChoice:
         label: the true class index for a benchmark sample, else None.
         label_name: the true class name, else None.
         part_boxes: the deciding part boxes ``(D, 4)`` xywh in image pixels, for benchmark samples.
+        object_box: the object's box ``(x, y, w, h)`` in image pixels, where the dataset has one (CUB, Aircraft).
+        n_frames: frames in the file (an animation shows frame 0 only); 1 for a still image.
     """
 
     image: Image.Image = field(repr=False)
@@ -40,6 +42,8 @@ class ImageChoice:
     label: int | None = None
     label_name: str | None = None
     part_boxes: np.ndarray | None = field(default=None, repr=False)
+    object_box: tuple[float, float, float, float] | None = None
+    n_frames: int = 1
 
 
 @st.cache_resource(max_entries=4, show_spinner=False)

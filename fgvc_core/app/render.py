@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from fgvc_core.explain.figure_utils import batch_row, display_image, peak
+from fgvc_core.explain.figure_utils import batch_row, display_image
 from fgvc_core.explain.overlay import draw_boxes, draw_mask_outline, grid_to_image_mask, overlay_heatmap
 
 DIM_OUTSIDE = 0.35  # brightness kept outside the DPPM mask, as in the exported DPPM figure
@@ -46,12 +46,6 @@ def original_with_box(image: Any, box: Any) -> np.ndarray:
     """The uploaded image with one ``xyxy`` box (in its own pixels)."""
     rgb = display_image(image)
     return draw_boxes(rgb, np.asarray(box, dtype=np.float64).reshape(1, 4), width=max(2, min(rgb.shape[:2]) // 100))
-
-
-def peak_text(m: Any) -> str:
-    """``"peak 0.93 at (row 3, col 7)"`` for a 2-d map (the first maximum)."""
-    value, r, c = peak(np.asarray(m, dtype=np.float64))
-    return f"peak {value:.3f} at (row {r}, col {c})"
 
 
 def box_text(box: Any) -> str:

@@ -294,9 +294,11 @@ def render_sidebar() -> Selection:
         if selection.image.label_name:
             caption += " (true class)"
         sidebar.image(selection.image.image, caption=caption, width=160)
-    if selection.image is not None and selection.image.part_boxes is not None:
+    if selection.image is not None and (selection.image.part_boxes is not None or selection.image.object_box):
         selection.show_parts = sidebar.toggle(
-            "Draw ground-truth parts", key="show_parts", help="The deciding part boxes on the CAM panels."
+            "Draw ground-truth parts",
+            key="show_parts",
+            help="The object box (blue) and the deciding parts (green) on every map panel.",
         )
     selection.target = _target(sidebar, selection)
     return selection
