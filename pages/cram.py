@@ -11,6 +11,7 @@ import math
 import streamlit as st
 
 from fgvc_core.app import traces
+from fgvc_core.app.familiarity import familiarity_warning
 from fgvc_core.app.guard import guarded
 from fgvc_core.app.images import ImageChoice
 from fgvc_core.app.models import LoadedModel
@@ -192,6 +193,7 @@ def main() -> None:
     loaded = selection.model("cra_smra")
     image = selection.require_image()
     input_note(loaded, image)
+    familiarity_warning(loaded, image, traces.cra_base(loaded, image).value.probs, selection.paths)
     cram_panel(loaded, image)
 
 

@@ -6,6 +6,7 @@ import streamlit as st
 
 from fgvc_core.app import render, traces
 from fgvc_core.app.cam_views import CAM_LABELS, stage_cam_row
+from fgvc_core.app.familiarity import familiarity_warning
 from fgvc_core.app.guard import guarded, page_guard
 from fgvc_core.app.images import ImageChoice
 from fgvc_core.app.map_panels import fixed_scale_overlay, map_panel
@@ -161,6 +162,7 @@ def main() -> None:
     loaded = selection.model("cra_smra")
     image = selection.require_image()
     input_note(loaded, image)
+    familiarity_warning(loaded, image, traces.cra_base(loaded, image).value.probs, selection.paths)
     cam_panel(selection, loaded, image)
 
 

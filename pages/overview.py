@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from fgvc_core.app import render, traces
+from fgvc_core.app.familiarity import familiarity_warning
 from fgvc_core.app.guard import guarded, page_guard
 from fgvc_core.app.settings import MODEL_KINDS, MODEL_TITLES
 from fgvc_core.app.sidebar import Selection, render_sidebar
@@ -32,6 +33,7 @@ def model_column(selection: Selection, kind: str) -> None:
     trace = result.value
     classes = loaded.classes
     headline("Combined prediction", trace.probs, classes)
+    familiarity_warning(loaded, image, trace.probs, selection.paths)
     input_note(loaded, image)
     if image.label_name is not None:
         correct = classes[int(trace.probs.argmax())] == image.label_name

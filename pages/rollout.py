@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from fgvc_core.app import render, traces
+from fgvc_core.app.familiarity import familiarity_warning
 from fgvc_core.app.guard import guarded
 from fgvc_core.app.images import ImageChoice
 from fgvc_core.app.map_panels import map_panel
@@ -127,6 +128,7 @@ def main() -> None:
     loaded = selection.model("rams_trans")
     image = selection.require_image()
     input_note(loaded, image)
+    familiarity_warning(loaded, image, traces.rams_base(loaded, image).value.probs, selection.paths)
     rollout_panel(loaded, image, selection)
 
 

@@ -457,3 +457,89 @@ def test_a_cub_image_has_its_object_box_and_the_toggle(env):
     at.sidebar.toggle(key="show_parts").set_value(True).run()
     assert not at.exception and not at.error
     assert any("deciding part" in c for c in image_captions(at))
+
+
+# ------------------------------------------------------------------------------------------- OOD honesty
+def naive_quantile(values, q):
+    s = sorted(values)
+    pos = q * (len(s) - 1)
+    lo = int(pos)
+    hi = min(lo + 1, len(s) - 1)
+    return s[lo] + (s[hi] - s[lo]) * (pos - lo)
+
+
+def test_calibrate_threshold_is_the_naive_5th_percentile_and_refuses_nonsense():
+    from fgvc_core.errors import ConfigError
+    from fgvc_core.explain.ood import calibrate_threshold, is_unfamiliar
+
+    values = list(np.random.default_rng(3).uniform(0.2, 1.0, 37))
+    assert calibrate_threshold(values) == pytest.approx(naive_quantile(values, 0.05))
+    assert is_unfamiliar([0.1, 0.2, 0.7], 0.71) and not is_unfamiliar([0.1, 0.2, 0.7], 0.7)
+    for bad in ([], [0.5, float("nan")]):
+        with pytest.raises(ConfigError):
+            calibrate_threshold(bad)
+
+
+def noise_png(seed: int = 5) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.random.default_rng(seed).integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def upload(at: AppTest, data: bytes) -> AppTest:
+    at.sidebar.radio(key="image_source").set_value("Upload").run()
+    at.sidebar.file_uploader[0].set_value(("noise.png", data, "image/png")).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+OOD_TEXT = "This model knows only these 4 classes of"
+
+
+def test_an_upload_below_the_calibrated_threshold_is_flagged_as_the_naive_percentile_says(env):
+    data = noise_png()
+    at = upload(open_app(), data)
+    dataset = fgvc_core.build_dataset("synth", env["FGVC_DATA_ROOT"], "test")
+    for kind in ("rams_trans", "cra_smra"):
+        model, meta = fgvc_core.load_checkpoint(Path(env["FGVC_CHECKPOINT_DIR"]) / f"{kind}_demo.safetensors")
+        transform = fgvc_core.build_transform(meta)
+        held_out = [float(model.predict(transform(dataset.load(i))[None]).max()) for i in range(len(dataset))]
+        threshold = naive_quantile(held_out, 0.05)
+        p = float(model.predict(transform(fgvc_core.load_image(data))[None]).max())
+        title = "RAMS-Trans" if kind == "rams_trans" else "CRA-SMRA"
+        warned = [w.value for w in at.main.warning if OOD_TEXT in w.value and f"below {threshold:.1%}" in w.value]
+        assert bool(warned) == (p < threshold), (title, p, threshold)
+    stored = sorted((Path(env["FGVC_EVAL_CACHE_DIR"])).glob("ood_*.json"))
+    assert len(stored) == 2 and all(json.loads(f.read_text())["n"] == len(dataset) for f in stored)
+
+
+def write_with_threshold(env, value: float) -> Path:
+    model, meta = fgvc_core.load_checkpoint(Path(env["FGVC_CHECKPOINT_DIR"]) / "cra_smra_demo.safetensors")
+    path = Path(env["root"]) / "checkpoints" / f"cra_smra_ood{value:g}.safetensors"
+    fgvc_core.save_checkpoint(model, path, {**meta, "ood": {"max_softmax_threshold": value}})
+    return path
+
+
+def test_a_sidecar_threshold_is_used_and_a_sample_of_the_benchmark_is_never_flagged(env):
+    high, low = write_with_threshold(env, 0.999), write_with_threshold(env, 0.0)
+    at = open_app()
+    at.sidebar.selectbox(key="model_cra_smra").select(str(high.resolve())).run()
+    assert not [w for w in at.main.warning if OOD_TEXT in w.value]  # a dataset sample, not an upload
+    upload(at, noise_png())
+    warned = [w.value for w in at.main.warning if OOD_TEXT in w.value]
+    assert len(warned) == 1 and warned[0].startswith(f"{OOD_TEXT} Generated benchmark (synth); this prediction is")
+    assert "threshold from the checkpoint's sidecar" in warned[0] and "below 99.9%" in warned[0]
+    at.sidebar.selectbox(key="model_cra_smra").select(str(low.resolve())).run()
+    assert not [w for w in at.main.warning if "threshold from the checkpoint's sidecar" in w.value]
+
+
+def test_the_overview_names_the_training_data_and_classes(env):
+    at = open_app()
+    values = [str(v) for frame in at.dataframe for v in frame.value.get("value", [])]
+    classes = fgvc_core.build_dataset("synth", env["FGVC_DATA_ROOT"], "test").classes
+    assert any(v.startswith("synth · ") and "(train split; tested on test)" in v for v in values)
+    assert ", ".join(classes) in values

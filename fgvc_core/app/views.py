@@ -115,7 +115,8 @@ def model_facts(loaded: LoadedModel) -> None:
         "classes": len(loaded.classes),
         "input": f"{loaded.preprocess.get('img_size')} px ({loaded.preprocess.get('preset', '?')} preset)",
         "resize / crop": describe_preprocess(loaded.preprocess),
-        "dataset": (meta.get("dataset") or {}).get("name", "?"),
+        "trained on": trained_on(meta),
+        "class names": class_list(loaded.classes),
         "trained steps": meta.get("step", "?"),
         "epochs": meta.get("epoch", "?"),
         "code": meta.get("code_version", "?"),
@@ -123,6 +124,22 @@ def model_facts(loaded: LoadedModel) -> None:
     st.dataframe(_rows(facts), hide_index=True, width="stretch")
     with st.expander("Model configuration (from the sidecar)"):
         st.json(config)
+
+
+def trained_on(meta: Mapping[str, Any]) -> str:
+    """``"cub · data/CUB_200_2011 (train split; tested on test)"`` from the sidecar's dataset record."""
+    data = meta.get("dataset") or {}
+    name = data.get("name", "?")
+    root = data.get("root")
+    where = f" · {display_path(root)}" if isinstance(root, str) and root else ""
+    splits = f" ({data.get('train_split', '?')} split; tested on {data.get('test_split', '?')})"
+    return f"{name}{where}{splits}"
+
+
+def class_list(classes: Sequence[str], limit: int = 12) -> str:
+    """The first ``limit`` class names, and how many more there are."""
+    shown = ", ".join(classes[:limit])
+    return shown + (f" … and {len(classes) - limit} more" if len(classes) > limit else "")
 
 
 def _rows(values: Mapping[str, Any]) -> list[dict[str, str]]:
