@@ -1,19 +1,16 @@
-"""Tune δ and γ: the γ sweep checkpoints, a δ sweep on benchmark images, and training runs in the background."""
+"""Tune δ and γ: retrained γ/δ grids (mean ± sd over seeds), a test-time δ sweep of one model, background training."""
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import streamlit as st
 
-from fgvc_core.app import traces
+from fgvc_core.app.ablation_views import retrained_section
 from fgvc_core.app.allowed import allowed_roots
-from fgvc_core.app.cam_views import CAM_LABELS, stage_cam_row
-from fgvc_core.app.checkpoints import SweepPoint, describe, gamma_sweep
+from fgvc_core.app.cam_views import CAM_LABELS
+from fgvc_core.app.checkpoints import describe
 from fgvc_core.app.guard import guarded, page_guard
 from fgvc_core.app.images import gallery
-from fgvc_core.app.models import load_model
 from fgvc_core.app.session import timed
 from fgvc_core.app.settings import MODEL_TITLES, AppPaths, display_path
 from fgvc_core.app.sidebar import Selection, render_sidebar
@@ -27,115 +24,27 @@ from fgvc_core.app.training import (
     start_training,
     stop_training,
 )
-from fgvc_core.app.views import plotly, prediction_line, timing_caption
+from fgvc_core.app.views import plotly, timing_caption
 from fgvc_core.engine.config import load_config
 from fgvc_core.errors import FGVCError
 from fgvc_core.explain.cam import CAM_METHODS
 from fgvc_core.explain.plots import sweep_plot, training_curves
 from fgvc_core.models.cra_smra.trace import ALL_SUPPRESSED_DELTA
 
-SWEEP_KEY, BENCH_KEY, RUN_KEY, SEEN_KEY = "_fgvc_delta_sweep", "_fgvc_gamma_bench", "_fgvc_train_run", "_fgvc_seen"
+SWEEP_KEY, RUN_KEY, SEEN_KEY = "_fgvc_delta_sweep", "_fgvc_train_run", "_fgvc_seen"
 RUN_PICK_KEY = "train_run_pick"
-NO_SWEEP = (
-    "No γ sweep yet: `{folder}` holds no CRA-SMRA checkpoints. Train one model per γ (e.g. in the *Train a model* "
-    "tab with `model.gamma=0`, `1`, `2`) and copy each run's `best.safetensors` and `best.json` to "
-    "`{folder}/cra_smra_gamma<γ>.safetensors` / `.json`; this tab then plots their accuracy against γ."
-)
-GAMMA_METRICS_KEY = "gamma_metric_names"
-BENCH_DEFAULTS = ("bench: top-1", "bench: pointing stage 5", "bench: part energy stage 5")
 DELTA_SWEEP_TITLE = "Test-time δ sweep of one trained model"
 SWEEP_MIN = 0.4  # the first 0.05 step above 1/e, where δ stops suppressing every channel
 DEFAULT_METRICS = ("top-1 combined", "pointing stage 5", "part energy stage 5", "pointing centre baseline")
 
 
-# ------------------------------------------------------------------------------------------------- γ sweep
-def gamma_metrics(points: list[SweepPoint]) -> dict[str, list[float]]:
-    """Sidecar metrics of every sweep checkpoint plus, when computed, their scores on benchmark images."""
-    names = sorted({name for p in points for name in p.metrics})
-    table = {name: [p.metrics.get(name, math.nan) for p in points] for name in names}
-    bench = st.session_state.get(BENCH_KEY)
-    if bench is not None and bench["keys"] == [str(p.info.path) for p in points]:
-        for name, values in bench["metrics"].items():
-            table[f"bench: {name}"] = values
-    return table
-
-
-def default_gamma_metrics(names: list[str]) -> list[str]:
-    """The metrics the γ chart starts with: the benchmark scores when there are any, else the sidecars' top-1."""
-    bench = [n for n in names if n.startswith("bench:")]
-    chosen = [n for n in bench if n.startswith(BENCH_DEFAULTS)] or bench
-    return chosen[:8] or [n for n in names if n.endswith("top1")][:8] or names[:4]
-
-
-def score_gamma_checkpoints(selection: Selection, points: list[SweepPoint], samples: int) -> None:
-    """Accuracy and explanation metrics of every sweep checkpoint (at its own δ) on the same benchmark images."""
-    dataset = gallery(str(selection.paths.data))
-    bar = st.progress(0.0, text="Scoring the γ checkpoints…")
-    merged: dict[str, list[float]] = {}
-    for i, point in enumerate(points):
-        loaded = load_model(point.info.path)
-        delta = float(loaded.model.config["delta"])
-
-        def report(fraction: float, i: int = i) -> None:
-            bar.progress((i + fraction) / len(points), text=f"γ = {points[i].gamma:g}: {fraction:.0%}")
-
-        result = delta_sweep(loaded.model, dataset, loaded.preprocess, [delta], samples, progress=report)
-        for name, values in result.metrics.items():
-            merged.setdefault(name, [math.nan] * len(points))[i] = values[0]
-    st.session_state[BENCH_KEY] = {"keys": [str(p.info.path) for p in points], "metrics": merged}
-
-
-@st.fragment
-@guarded
-def gamma_view(selection: Selection, points: list[SweepPoint]) -> None:
-    """A γ slider that switches the stage Grad-CAM view to the sweep checkpoint trained with that γ."""
-    image = selection.require_image()
-    c1, c2, c3 = st.columns(3)
-    gamma = c1.select_slider("γ (weight of L_div in training)", [p.gamma for p in points], key="tune_gamma")
-    method = c2.selectbox("CAM method", list(CAM_METHODS), format_func=CAM_LABELS.get, key="tune_cam_method")
-    opacity = c3.slider("Overlay opacity", 0.0, 1.0, 0.5, 0.05, key="tune_opacity")
-    point = next(p for p in points if p.gamma == gamma)
-    loaded = load_model(point.info.path)
-    trace = traces.cra_base(loaded, image).value
-    target, why = selection.target_class(loaded, trace.probs)
-    st.markdown(
-        f"**γ = {gamma:g}** · `{display_path(point.info.path)}` · prediction "
-        f"{prediction_line(trace.probs, loaded.classes)} · {why}"
-    )
-    result = stage_cam_row(loaded, image, target, method, None, opacity, key="tune_cam")
-    timing_caption([f"stage CAMs {result.caption()}"])
-
-
+# --------------------------------------------------------------------------------------- retrained γ and δ
 def gamma_section(selection: Selection) -> None:
-    points = gamma_sweep(selection.paths)
-    if not points:
-        st.info(NO_SWEEP.format(folder=display_path(selection.paths.sweep)))
-        return
-    st.caption(f"{len(points)} sweep checkpoints in `{display_path(selection.paths.sweep)}` (paper Table 5).")
-    with st.form("gamma_bench"):
-        samples = st.number_input("Benchmark images", 4, 600, 24, 4, key="gamma_samples")
-        scored = st.form_submit_button("Score every γ checkpoint on benchmark images (accuracy, pointing, part energy)")
-    if scored:
-        with page_guard():
-            score_gamma_checkpoints(selection, points, int(samples))
-    table = gamma_metrics(points)
-    if table:
-        names = list(table)
-        if scored and any(n.startswith("bench:") for n in names):
-            # A keyed multiselect keeps its old choice whatever `default` says: select the new scores here, before
-            # the widget is drawn, or they stay hidden in its dropdown.
-            st.session_state[GAMMA_METRICS_KEY] = default_gamma_metrics(names)
-        default = None if GAMMA_METRICS_KEY in st.session_state else default_gamma_metrics(names)
-        chosen = st.multiselect("Metrics", names, default=default, key=GAMMA_METRICS_KEY)
-        if chosen:
-            gammas = [p.gamma for p in points]
-            plotly(sweep_plot(gammas, {n: table[n] for n in chosen}, "γ", "metrics vs γ"), "gamma_sweep", key="g_plot")
-            rows = [{"γ": g, **{n: table[n][i] for n in chosen}} for i, g in enumerate(gammas)]
-            st.dataframe(rows, hide_index=True, width="stretch")
-    else:
-        st.caption("The sweep checkpoints carry no metrics yet; score them on benchmark images above.")
-    st.markdown("**Grad-CAM of the checkpoint trained with γ**")
-    gamma_view(selection, points)
+    st.caption(
+        "One CRA-SMRA model (variant cram_smram) trained per γ, the weight of SMRAM's L_div, with several seeds and "
+        "an equal budget (`train.ablate --grid cra_gamma`); the Compare variants page shows their Grad-CAMs."
+    )
+    retrained_section(selection.paths, "cra_gamma", "gamma", "γ", "the paper's Table 5", key="gamma_grid")
 
 
 # ------------------------------------------------------------------------------------------------- δ sweep
@@ -288,14 +197,30 @@ def training_section(selection: Selection) -> None:
     run_monitor(runs[names.index(chosen)], paths)
 
 
+def delta_tab(selection: Selection) -> None:
+    """δ retrained (one model per δ, seeds) first; then the test-time sweep of the sidebar's model, labelled so."""
+    with page_guard():
+        st.caption(
+            "One CRA-SMRA model (variant cram_smram) trained per δ with several seeds and an equal budget "
+            "(`train.ablate --grid cra_delta`)."
+        )
+        retrained_section(selection.paths, "cra_delta", "delta", "δ", "the paper's Table 4", key="delta_grid")
+    st.divider()
+    with page_guard():
+        delta_section(selection)
+
+
 @guarded
 def main() -> None:
     selection = render_sidebar()
     st.title("Tune δ and γ")
-    gamma_tab, delta_tab, train_tab = st.tabs(["γ sweep", "δ sweep", "Train a model"])
-    for tab, section in ((gamma_tab, gamma_section), (delta_tab, delta_section), (train_tab, training_section)):
-        with tab, page_guard():
-            section(selection)
+    gamma_tab, delta_tab_, train_tab = st.tabs(["γ (retrained)", "δ", "Train a model"])
+    with gamma_tab, page_guard():
+        gamma_section(selection)
+    with delta_tab_:
+        delta_tab(selection)
+    with train_tab, page_guard():
+        training_section(selection)
 
 
 main()

@@ -27,7 +27,7 @@ from fgvc_core.explain.cam import stage_cams
 from tests.app_fixtures import write_app_env
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
-PAGES = ("overview", "dppm", "rollout", "cram", "gradcam", "tune", "benchmark")
+PAGES = ("overview", "dppm", "rollout", "cram", "gradcam", "tune", "compare", "benchmark")
 TIMEOUT = 120
 
 
@@ -322,8 +322,8 @@ def test_no_checkpoint_at_all_gives_clear_messages_on_every_page(env, tmp_path, 
         "No CRA-SMRA checkpoint in " + str(tmp_path / "empty") + ": train one on the Tune page (or `make app` "
         "after the demo training), or type a path in the sidebar"
     ]
-    at.switch_page("pages/tune.py").run()
-    assert any("No γ sweep yet" in i.value for i in at.info)
+    at.switch_page("pages/tune.py").run()  # the γ tab reads ablation tables now (tests/test_app_ablation.py)
+    assert any(e.value.startswith("No CRA-SMRA checkpoint in") for e in at.error)  # the test-time δ sweep
 
 
 def test_no_benchmark_and_no_upload_asks_for_an_image(env, tmp_path, monkeypatch):
@@ -367,21 +367,6 @@ def test_listing_and_validation_without_streamlit(env, tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------- tune
-def test_gamma_slider_switches_the_cam_view_to_that_sweep_checkpoint(env):
-    at = open_app("tune")
-    assert at.select_slider(key="tune_gamma").value == 0.0
-    at.select_slider(key="tune_gamma").set_value(1.0).run()
-    assert_clean(at)
-    path = Path(env["FGVC_CHECKPOINT_DIR"]) / "sweep" / "cra_smra_gamma1.safetensors"
-    assert any("cra_smra_gamma1.safetensors" in m.value for m in at.markdown)
-    model, meta = fgvc_core.load_checkpoint(path)
-    index = at.sidebar.selectbox(key="gallery_index").value
-    x = fgvc_core.build_transform(meta)(fgvc_core.build_dataset("synth", env["FGVC_DATA_ROOT"], "test")[index][0])
-    expected = stage_cams(model, x[None], method="gradcam")  # target: the sweep model's own prediction
-    texts = image_captions(at)
-    assert shown_peaks([t for t in texts if t.startswith("stage ")]) == [peak_cell(expected[s][0]) for s in (3, 4, 5)]
-
-
 def test_delta_sweep_equals_per_image_full_passes(env):
     model, meta = fgvc_core.load_checkpoint(Path(env["FGVC_CHECKPOINT_DIR"]) / "cra_smra_demo.safetensors")
     dataset = fgvc_core.build_dataset("synth", env["FGVC_DATA_ROOT"], "test")
@@ -482,21 +467,3 @@ def test_stop_this_run_says_stopped_not_an_empty_log_error(env):
     assert [i.value for i in at.info] == [
         f"The run was stopped at step {step}/{total}. Its last checkpoint, if any, is in its folder."
     ]
-
-
-def test_scoring_the_gamma_checkpoints_shows_the_new_scores_in_the_chart(env):
-    at = open_app("tune")
-    before = at.multiselect(key="gamma_metric_names").value
-    assert before and not any(n.startswith("bench:") for n in before)
-    at.number_input(key="gamma_samples").set_value(4)
-    [b for b in at.button if b.label.startswith("Score every γ checkpoint")][0].click().run()
-    assert_clean(at)
-    chosen = at.multiselect(key="gamma_metric_names").value
-    assert "bench: top-1 combined" in chosen  # was: the old choice, the new scores hidden in the dropdown
-    table = at.dataframe[0].value
-    dataset = fgvc_core.build_dataset("synth", env["FGVC_DATA_ROOT"], "test")
-    for row, point in zip(table.to_dict("records"), ckpts.gamma_sweep(app_paths())):
-        model, meta = fgvc_core.load_checkpoint(point.info.path)
-        expected = sweeps.delta_sweep(model, dataset, meta["preprocess"], [float(model.config["delta"])], 4)
-        assert row["γ"] == point.gamma
-        assert row["bench: top-1 combined"] == pytest.approx(expected.metrics["top-1 combined"][0])
