@@ -36,6 +36,7 @@ navigation = st.navigation(
         ],
         "Tune and data": [
             st.Page(PAGES / "tune.py", title="Tune δ/γ", icon=":material/science:"),
+            st.Page(PAGES / "compare.py", title="Compare variants", icon=":material/compare:"),
             st.Page(PAGES / "benchmark.py", title="Benchmark", icon=":material/photo_library:"),
         ],
     }
