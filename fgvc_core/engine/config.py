@@ -63,6 +63,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "deterministic": False,
         "channels_last": False,
         "compile": False,
+        "fused": "auto",  # fused optimizer kernel: auto (on CUDA) | true (any device that has it) | false
         "eval_every": 1,  # epochs
         # which split picks best.safetensors: val (default) | test (the official code's practice: biased, warns) |
         # last (no selection: best is the last evaluated epoch)

@@ -27,11 +27,15 @@ class TrainState:
 
 
 def autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManager:
-    """bf16/fp16 autocast on CUDA; plain fp32 on CPU (``auto`` picks bf16 on CUDA)."""
-    if device.type != "cuda" or amp == "none":
+    """The mixed-precision context of ``train.amp`` on ``device``.
+
+    ``auto`` is bf16 on CUDA and fp32 elsewhere (a CPU run stays exact by default); an explicit ``bf16``/``fp16`` is
+    honoured on every device, so the CUDA code path (autocast, and the GradScaler for fp16) runs in CI on the CPU.
+    """
+    if amp == "none" or (amp == "auto" and device.type != "cuda"):
         return contextlib.nullcontext()
     dtype = torch.float16 if amp == "fp16" else torch.bfloat16
-    return torch.autocast("cuda", dtype=dtype)
+    return torch.autocast(device.type, dtype=dtype)
 
 
 def _unwrap(model: nn.Module) -> nn.Module:

@@ -47,8 +47,35 @@ def _no_decay(model: nn.Module) -> set[int]:
     return {id(p) for name, p in model.named_parameters() if p.ndim <= 1 or name in named}
 
 
+def use_fused(train_cfg: dict[str, Any], device: torch.device) -> bool | None:
+    """The optimizer's ``fused=`` argument for ``train.fused`` on ``device``.
+
+    ``auto`` fuses on CUDA only (a CPU run keeps PyTorch's default foreach kernel, whose SGD differs from the fused
+    one in the last bit); ``true`` asks for the fused kernel on any device that has it (so the CUDA path runs in CI
+    on the CPU); ``false`` never fuses. SGD with momentum under ``amp=fp16`` is never fused: torch's fused SGD
+    writes an uninitialised momentum buffer on the first step the GradScaler skips (an overflow, routine in the
+    first fp16 steps), and the weights blow up on the next step (measured on the CPU kernel, torch 2.15; reported
+    for CUDA too). Fused AdamW honours the skip.
+    """
+    fused = train_cfg.get("fused", "auto")
+    momentum_sgd = train_cfg.get("optimizer", "sgd") == "sgd" and train_cfg.get("momentum", 0) > 0
+    sgd_under_scaler = momentum_sgd and train_cfg.get("amp") == "fp16"
+    if sgd_under_scaler:
+        if fused is True:
+            raise ConfigError(
+                "train.fused=true cannot be combined with train.amp=fp16 and SGD with momentum: torch's fused SGD "
+                "corrupts its momentum on the steps the fp16 GradScaler skips; use amp=bf16, optimizer=adamw or "
+                "fused=auto"
+            )
+        return None
+    if fused == "auto":
+        return True if device.type == "cuda" else None
+    return True if fused else None
+
+
 def build_optimizer(model: nn.Module, train_cfg: dict[str, Any]) -> torch.optim.Optimizer:
-    """SGD with momentum (the papers) or AdamW, per-group lr, no decay on biases/norms/tokens, fused on CUDA."""
+    """SGD with momentum (the papers) or AdamW, per-group lr, no decay on biases/norms/tokens, fused as
+    ``train.fused`` says (default: on CUDA)."""
     groups = named_parameter_groups(model)
     lrs = resolve_group_lrs(list(groups), train_cfg["lr"])
     exempt = _no_decay(model)
@@ -59,13 +86,30 @@ def build_optimizer(model: nn.Module, train_cfg: dict[str, Any]) -> torch.optim.
             if chosen:
                 wd = train_cfg["weight_decay"] if decay else 0.0
                 param_groups.append({"params": chosen, "lr": lrs[name], "weight_decay": wd, "name": name})
-    on_cuda = next(iter(groups.values()))[0].is_cuda
+    device = next(iter(groups.values()))[0].device
+    fused = use_fused(train_cfg, device)
+    if fused:
+        check_fusable([p for params in groups.values() for p in params])
     if train_cfg.get("optimizer", "sgd") == "adamw":
-        return torch.optim.AdamW(param_groups, lr=max(lrs.values()), fused=True if on_cuda else None)
+        return torch.optim.AdamW(param_groups, lr=max(lrs.values()), fused=fused)
     return torch.optim.SGD(
         param_groups,
         lr=max(lrs.values()),
         momentum=train_cfg["momentum"],
         nesterov=bool(train_cfg["nesterov"]) and train_cfg["momentum"] > 0,
-        fused=True if on_cuda else None,
+        fused=fused,
     )
+
+
+def check_fusable(params: list[nn.Parameter]) -> None:
+    """Refuse ``fused=True`` now if the kernel cannot take these parameters: torch only checks at the first step,
+    where the error would end the run with a traceback instead of one line."""
+    from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
+
+    supported = _get_fused_kernels_supported_devices()
+    for p in params:
+        if p.device.type not in supported or not torch.is_floating_point(p):
+            raise ConfigError(
+                f"train.fused=true: the fused optimizer has no kernel for {p.dtype} parameters on {p.device.type} "
+                f"(it supports floating point on {', '.join(supported)}); set train.fused=auto"
+            )

@@ -122,7 +122,7 @@ def _train(config: dict[str, Any], resume: bool, callbacks: list[Callback] | Non
     optimizer = build_optimizer(model, cfg_train)
     scheduler = build_scheduler(optimizer, total_steps, cfg_train["warmup_steps"], cfg_train["min_lr_ratio"])
     amp = cfg_train["amp"]
-    scaler = torch.amp.GradScaler("cuda") if (amp == "fp16" and device.type == "cuda") else None
+    scaler = torch.amp.GradScaler(device.type) if amp == "fp16" else None  # fp16 is honoured on the CPU too
 
     state = TrainState()
     last_path, best_path = out / "last.safetensors", out / "best.safetensors"

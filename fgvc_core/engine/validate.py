@@ -116,6 +116,7 @@ RULES: dict[str, dict[str, Rule]] = {
         "deterministic": BOOLEAN,
         "channels_last": BOOLEAN,
         "compile": BOOLEAN,
+        "fused": Rule(lambda v: v == "auto" or isinstance(v, bool), "auto, true or false"),
         "eval_every": integer(1, expected="a positive integer (epochs)"),
         "checkpoint_every_steps": integer(0, expected="a non-negative integer (0: only at epoch ends)"),
         "output": TEXT,
