@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import streamlit as st
 
 from fgvc_core.app import render, traces
@@ -10,11 +11,11 @@ from fgvc_core.app.guard import guarded, page_guard
 from fgvc_core.app.settings import MODEL_KINDS, MODEL_TITLES
 from fgvc_core.app.sidebar import Selection, render_sidebar
 from fgvc_core.app.views import figure_download, headline, input_note, model_facts, plotly, prediction_line, slug
-from fgvc_core.data.transforms import kept_fraction
+from fgvc_core.data.transforms import input_box_to_original, kept_fraction
 from fgvc_core.explain.agreement import map_agreement
 from fgvc_core.explain.figure_utils import batch_row, display_image, format_prob
 from fgvc_core.explain.figures import prediction_figure
-from fgvc_core.explain.overlay import overlay_heatmap
+from fgvc_core.explain.overlay import draw_boxes, overlay_heatmap
 from fgvc_core.explain.plots import topk_bar
 
 
@@ -93,6 +94,25 @@ def both_models(selection: Selection) -> None:
             st.warning("The two checkpoints crop this image differently, so the maps do not cover the same area.")
 
 
+CROP_LEGEND = "boxes: what RAMS-Trans (red) and CRA-SMRA (blue) see"
+
+
+def input_crops(selection: Selection, image) -> object:
+    """The upload with the part each chosen checkpoint's test transform keeps (its centre crop) drawn on it."""
+    boxes, colors = [], []
+    for kind, color in zip(MODEL_KINDS, ((255, 64, 64), (64, 160, 255))):
+        if not selection.has(kind):
+            continue
+        with page_guard():
+            pp = selection.model(kind).preprocess
+            boxes.append(input_box_to_original((0, 0, pp["img_size"], pp["img_size"]), image.image.size, pp))
+            colors.append(color)
+    if not boxes:
+        return image.image
+    rgb = display_image(image.image)
+    return draw_boxes(rgb, np.asarray(boxes), colors=colors, width=max(2, min(rgb.shape[:2]) // 100))
+
+
 @guarded
 def main() -> None:
     selection = render_sidebar()
@@ -105,7 +125,11 @@ def main() -> None:
     image = selection.require_image()
     left, right = st.columns([1, 3])
     with left:
-        st.image(image.image, caption=f"{image.name} · {image.image.size[0]}×{image.image.size[1]} px", width="stretch")
+        st.image(
+            input_crops(selection, image),
+            caption=f"{image.name} · {image.image.size[0]}×{image.image.size[1]} px · {CROP_LEGEND}",
+            width="stretch",
+        )
         if image.label_name is not None:
             st.caption(f"True class: **{image.label_name}**")
         target = selection.target or "each model's prediction"

@@ -543,3 +543,34 @@ def test_the_overview_names_the_training_data_and_classes(env):
     classes = fgvc_core.build_dataset("synth", env["FGVC_DATA_ROOT"], "test").classes
     assert any(v.startswith("synth · ") and "(train split; tested on test)" in v for v in values)
     assert ", ".join(classes) in values
+
+
+def test_an_animated_upload_says_frame_0_is_used(env):
+    import io
+
+    from PIL import Image
+
+    frames = [Image.new("RGB", (40, 40), c) for c in ((255, 0, 0), (0, 255, 0), (0, 0, 255))]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, "GIF", save_all=True, append_images=frames[1:], duration=50)
+    at = open_app()
+    at.sidebar.radio(key="image_source").set_value("Upload").run()
+    at.sidebar.file_uploader[0].set_value(("moving.gif", buffer.getvalue(), "image/gif")).run()
+    assert not at.exception
+    assert [i.value for i in at.sidebar.info] == ["An animation of 3 frames: only frame 0 is used."]
+    assert not at.main.error  # and the Overview shows the upload with both crops drawn
+    assert any("what RAMS-Trans (red) and CRA-SMRA (blue) see" in c for i in at.image for c in i.captions if c)
+
+
+def test_a_map_of_a_near_zero_class_says_so_and_stage_overlap_is_the_naive_iou():
+    from fgvc_core.app.map_panels import probability_words
+    from fgvc_core.explain.map_readout import top_region_iou
+
+    assert probability_words(0.004, "Red").startswith(" · p(Red) 0.4% · the model gives this class almost no")
+    assert "almost no" not in probability_words(0.2, "Red")
+    rng = np.random.default_rng(0)
+    a, b = rng.random((8, 8)), rng.random((8, 8))
+    k = round(0.2 * 64)
+    top_a, top_b = set(np.argsort(-a.ravel())[:k]), set(np.argsort(-b.ravel())[:k])
+    assert top_region_iou(a, b) == pytest.approx(len(top_a & top_b) / len(top_a | top_b))
+    assert top_region_iou(a, a) == 1.0

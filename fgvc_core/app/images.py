@@ -109,4 +109,13 @@ def uploaded_image(data: bytes, file_name: str) -> ImageChoice:
     named.name = file_name  # load_image names the file in its messages
     image = fgvc_core.load_image(named)
     digest = hashlib.sha1(data).hexdigest()
-    return ImageChoice(image, f"upload:{digest}", file_name)
+    return ImageChoice(image, f"upload:{digest}", file_name, n_frames=frame_count(data))
+
+
+def frame_count(data: bytes) -> int:
+    """Frames in an image file (GIF/APNG/WebP animations); ``load_image`` keeps frame 0 only, so pages say so."""
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            return max(1, int(getattr(im, "n_frames", 1)))
+    except Exception:  # load_image already decoded it; a count we cannot read is simply not reported
+        return 1

@@ -294,6 +294,8 @@ def render_sidebar() -> Selection:
         if selection.image.label_name:
             caption += " (true class)"
         sidebar.image(selection.image.image, caption=caption, width=160)
+        if selection.image.n_frames > 1:
+            sidebar.info(f"An animation of {selection.image.n_frames} frames: only frame 0 is used.")
     if selection.image is not None and (selection.image.part_boxes is not None or selection.image.object_box):
         selection.show_parts = sidebar.toggle(
             "Draw ground-truth parts",
