@@ -190,6 +190,18 @@ def test_a_typed_grid_folder_is_confined_to_the_runs_roots_and_a_broken_table_is
     assert charts(at) == []
 
 
+def test_a_grid_table_symlinked_out_of_the_runs_roots_is_not_read(env, tmp_path, monkeypatch):
+    outside = write_runs_csv(tmp_path / "outside", gamma_rows())
+    folder = tmp_path / "runs" / "ablate" / "cra_gamma"
+    folder.mkdir(parents=True)
+    (folder / "runs.csv").symlink_to(outside)
+    monkeypatch.setenv("FGVC_RUNS_ROOT", str(tmp_path / "runs"))
+    assert ablation_tables.grid_tables("cra_gamma", app_paths()) == []
+    at = open_page("tune")
+    assert any("No multi-seed table of the `cra_gamma` grid yet" in i.value for i in at.info)
+    assert charts(at) == []
+
+
 def test_median_run_and_the_table_reader_without_streamlit(env, tmp_path):
     runs = [{"variant": "a", "seed": s, "test_top1": t} for s, t in ((0, 0.3), (1, 0.1), (2, 0.2), (3, 0.4))]
     path = write_runs_csv(tmp_path, runs)

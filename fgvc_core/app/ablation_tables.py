@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fgvc_core.app.allowed import allowed_roots, confine
+from fgvc_core.app.allowed import allowed_roots, confine, is_inside
 from fgvc_core.app.settings import REPO_ROOT, AppPaths, display_path
 from fgvc_core.engine.ablation import METRICS, summarize
 from fgvc_core.errors import FGVCError
@@ -132,9 +132,10 @@ def tables_folder() -> Path:
 def grid_tables(grid: str, paths: AppPaths) -> list[tuple[Path, str]]:
     """The runs CSVs of ``grid``: each runs root's ``ablate/<grid>/runs.csv``, then the tables folder's."""
     found: list[tuple[Path, str]] = []
-    for root in allowed_roots(paths).runs:
+    roots = allowed_roots(paths).runs
+    for root in roots:
         candidate = root / "ablate" / grid / RUNS_FILE
-        if candidate.is_file():
+        if candidate.is_file() and is_inside(candidate, roots):  # a table symlinked out of the roots is not read
             found.append((candidate, "runs root"))
     committed = tables_folder() / f"{grid}_runs.csv"  # train.ablate --table-dir's name
     if committed.is_file():
