@@ -165,7 +165,7 @@ def test_a_value_with_one_seed_gets_no_bar_and_a_warning(env, tmp_path, monkeypa
 def test_without_a_grid_table_the_tabs_say_how_to_make_one_and_draw_nothing(env, tmp_path, monkeypatch):
     monkeypatch.setenv("FGVC_RUNS_ROOT", str(tmp_path / "nothing"))
     at = open_page("tune")
-    infos = [i.value for i in at.info]
+    infos = [m.value for m in at.markdown]
     for grid in ("cra_gamma", "cra_delta"):
         assert any(
             f"No multi-seed table of the `{grid}` grid yet" in i and f"`python -m train.ablate --grid {grid} " in i
@@ -198,7 +198,7 @@ def test_a_grid_table_symlinked_out_of_the_runs_roots_is_not_read(env, tmp_path,
     monkeypatch.setenv("FGVC_RUNS_ROOT", str(tmp_path / "runs"))
     assert ablation_tables.grid_tables("cra_gamma", app_paths()) == []
     at = open_page("tune")
-    assert any("No multi-seed table of the `cra_gamma` grid yet" in i.value for i in at.info)
+    assert any("No multi-seed table of the `cra_gamma` grid yet" in m.value for m in at.markdown)
     assert charts(at) == []
 
 

@@ -88,7 +88,8 @@ def _choose_table(grid: str, symbol: str, paths: AppPaths, key: str) -> Ablation
     found = grid_tables(grid, paths)
     by_path = {str(path): source for path, source in found}
     if not found:
-        st.info(NO_TABLE.format(grid=grid, symbol=symbol, tables=display_path(tables_folder())))
+        # Plain text, not st.info: the tab's own content while no grid has run, not an alert about the page.
+        st.markdown(NO_TABLE.format(grid=grid, symbol=symbol, tables=display_path(tables_folder())))
     choice = st.selectbox(
         "Runs table",
         [*by_path, TYPED],
