@@ -108,6 +108,12 @@ def _train(config: dict[str, Any], resume: bool, callbacks: list[Callback] | Non
     model = build_model(config["model"]["name"], len(classes), **model_cfg).to(device)
     if cfg_train["channels_last"]:
         model = model.to(memory_format=torch.channels_last)
+    has_batchnorm = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    if dist_info.enabled and has_batchnorm and device.type != "cuda":  # torch: "SyncBatchNorm ... GPU modules"
+        raise ConfigError(
+            f"{config['model']['name']} has BatchNorm layers, whose statistics match one process's across several "
+            "only with SyncBatchNorm, which runs on GPUs; train it in one process on the CPU"
+        )
 
     world_batch = cfg_train["batch_size"] * dist_info.world_size
     steps_per_epoch = len(train_set) // world_batch
@@ -154,7 +160,7 @@ def _train(config: dict[str, Any], resume: bool, callbacks: list[Callback] | Non
 
     net = model
     if dist_info.enabled:
-        if any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        if has_batchnorm:
             net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)  # same statistics as one process
         net = torch.nn.parallel.DistributedDataParallel(
             net, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True
