@@ -55,7 +55,8 @@ def free_port() -> int:
 def server(tree: Path, env: dict[str, str]):
     port = free_port()
     command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-               "--server.fileWatcherType", "none", "--server.port", str(port), "--browser.gatherUsageStats", "false"]  # fmt: skip
+               "--server.fileWatcherType", "none", "--server.port", str(port),
+               "--browser.gatherUsageStats", "false"]  # fmt: skip
     process = subprocess.Popen(
         command, cwd=tree, env={**env, "PYTHONPATH": str(tree)}, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
     )
