@@ -574,3 +574,26 @@ def test_a_map_of_a_near_zero_class_says_so_and_stage_overlap_is_the_naive_iou()
     top_a, top_b = set(np.argsort(-a.ravel())[:k]), set(np.argsort(-b.ravel())[:k])
     assert top_region_iou(a, b) == pytest.approx(len(top_a & top_b) / len(top_a | top_b))
     assert top_region_iou(a, a) == 1.0
+
+
+# ------------------------------------------------------------------------------------------------ CRAM ω = 0
+def charts(at: AppTest) -> list[dict]:
+    return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+
+
+def test_omega_0_draws_S_as_dots_at_0_on_a_fixed_axis_instead_of_an_empty_panel(env):
+    at = open_app("cram")
+    at.slider(key="cram_delta").set_value(0.6)
+    at.slider(key="cram_omega").set_value(0.0).run()
+    assert not at.exception, [e.value for e in at.exception]
+    figure = next(f for f in charts(at) if "channels suppressed (red)" in f["layout"]["title"]["text"])
+    by_axis = {(t["type"], t.get("yaxis", "y")): t for t in figure["data"]}
+    i_star = np.asarray(by_axis[("bar", "y2")]["y"])
+    naive = np.where(i_star >= 0.6 * i_star.max(), 0.0, 1.0)  # S = ω = 0 where suppressed, 1 elsewhere
+    assert (naive == 0).any(), "nothing suppressed: the test would not see the empty panel"
+    assert by_axis[("bar", "y3")]["y"] == pytest.approx(list(naive))
+    dots = by_axis[("scatter", "y3")]
+    assert dots["x"] == by_axis[("bar", "y3")]["x"] and dots["y"] == pytest.approx(list(naive))
+    assert figure["layout"]["yaxis3"]["range"] == [-0.05, 1.05]
+    titles = [a["text"] for a in figure["layout"]["annotations"]]
+    assert "S = ω = 0 on a suppressed channel (red), 1 elsewhere: suppressed channels are zeroed (dots at 0)" in titles
