@@ -122,6 +122,12 @@ def cam_panel(selection: Selection, loaded: LoadedModel, image: ImageChoice) -> 
     method = c1.selectbox("CAM method (pytorch-grad-cam)", methods, format_func=CAM_LABELS.get, key="cam_method")
     opacity = c2.slider("Overlay opacity", 0.0, 1.0, 0.5, 0.05, key="cam_opacity")
     delta = c3.slider("δ", 0.05, 1.0, float(loaded.model.config["delta"]), 0.01, key="cam_delta")
+    shared = st.toggle(
+        "One colour scale for all stages",
+        key="cam_shared",
+        help="Off: each stage's map is stretched to [0, 1] on its own (pytorch-grad-cam's default), so every stage "
+        "peaks at 1. On: the raw maps over their common max, so a stage with a weak signal looks weak.",
+    )
     trace = traces.cra_trace(loaded, image, delta, None).value
     target, why = selection.target_class(loaded, trace.probs)
     st.markdown(f"**CRA-SMRA stages 3, 4, 5** · {why} · δ = {delta:g}")
@@ -140,7 +146,10 @@ def cam_panel(selection: Selection, loaded: LoadedModel, image: ImageChoice) -> 
             key="cam",
             parts=selection.show_parts,
             probability=probability,
+            normalise="shared" if shared else "per_map",
         )
+    if shared:
+        st.caption("One colour scale: each peak is that stage's raw maximum over the strongest stage's.")
     cost = f"{passes} forward passes" if passes else "one forward and one backward for all three stages"
     timing_caption([f"stage CAMs {result.caption()} ({cost})"])
     st.subheader("RAMS-Trans, same image")

@@ -597,3 +597,74 @@ def test_omega_0_draws_S_as_dots_at_0_on_a_fixed_axis_instead_of_an_empty_panel(
     assert figure["layout"]["yaxis3"]["range"] == [-0.05, 1.05]
     titles = [a["text"] for a in figure["layout"]["annotations"]]
     assert "S = ω = 0 on a suppressed channel (red), 1 elsewhere: suppressed channels are zeroed (dots at 0)" in titles
+
+
+# ------------------------------------------------------------------------------------ shared CAM colour scale
+def naive_raw_gradcams(model, x) -> dict[int, np.ndarray]:
+    """Grad-CAM written out: ReLU(Σ_c mean(∂y/∂A_c) · A_c) on each stage's tap, for the combined prediction."""
+    from fgvc_core.explain.cam import StageCamModel
+
+    wrapper = StageCamModel(model, (3, 4, 5))
+    with torch.enable_grad():
+        logits = wrapper(x)
+        target = wrapper.combined_probs.argmax(dim=-1)
+        loss = logits[torch.arange(x.shape[0]), target].sum()
+        taps = [wrapper.tap_outputs[s] for s in (3, 4, 5)]
+        grads = torch.autograd.grad(loss, taps)
+    return {
+        s: torch.relu((g.mean(dim=(2, 3), keepdim=True) * a).sum(dim=1)).detach().numpy()
+        for s, a, g in zip((3, 4, 5), taps, grads)
+    }
+
+
+def test_shared_stage_cams_are_the_raw_maps_over_one_common_max_and_the_default_is_unchanged():
+    import cv2
+
+    from fgvc_core.explain.cam import stage_cams
+    from tests.app_fixtures import CRA_SIZE, tiny_cra
+
+    model = tiny_cra(0).eval()
+    x = torch.randn(2, 3, CRA_SIZE, CRA_SIZE, generator=torch.Generator().manual_seed(3))
+    per_map = stage_cams(model, x)
+    assert all((a == b).all() for a, b in zip(per_map.values(), stage_cams(model, x, normalise="per_map").values()))
+    shared = stage_cams(model, x, normalise="shared")
+    raw = naive_raw_gradcams(model, x)
+    for b in range(x.shape[0]):
+        resized = {s: cv2.resize(np.float32(raw[s][b]), (CRA_SIZE, CRA_SIZE)) for s in raw}
+        common = max(float(m.max()) for m in resized.values())
+        assert max(float(shared[s][b].max()) for s in shared) == pytest.approx(1.0, abs=1e-6)
+        for s, m in resized.items():
+            assert shared[s][b] == pytest.approx(m / common, abs=1e-5)
+            # the per-map map is (raw − min)/(max − min): back to raw values, over the common max
+            low, high = float(m.min()), float(m.max())
+            assert shared[s][b] == pytest.approx((per_map[s][b] * (high - low) + low) / common, abs=1e-5)
+    weakest = min((float(shared[s][0].max()), s) for s in shared)[1]
+    assert shared[weakest][0].max() < 0.999 and per_map[weakest][0].max() == pytest.approx(1.0, abs=1e-5)
+    refused = "^unknown normalise 'global'; choose one of per_map, shared$"
+    with pytest.raises(fgvc_core.errors.ConfigError, match=refused):
+        stage_cams(model, x, normalise="global")
+
+
+def test_the_gradcam_shared_scale_toggle_shows_each_stage_peak_over_the_common_max(env):
+    from fgvc_core.explain.cam import stage_cams
+
+    at = open_app("gradcam")
+    index = at.sidebar.selectbox(key="gallery_index").value
+    model, meta = fgvc_core.load_checkpoint(Path(env["FGVC_CHECKPOINT_DIR"]) / "cra_smra_demo.safetensors")
+    image = fgvc_core.build_dataset("synth", env["FGVC_DATA_ROOT"], "test").load(index)
+    x = fgvc_core.build_transform(meta)(image)[None]
+    delta = at.slider(key="cam_delta").value
+
+    def peaks() -> list[str]:
+        stage = [c for c in image_captions(at) if c.startswith("stage ")]
+        return [c.split(" · peak ")[1].split(" ")[0] for c in stage]
+
+    assert peaks() == ["1.000"] * 3  # per map: every stage stretched to peak 1
+    at.toggle(key="cam_shared").set_value(True).run()
+    assert not at.exception, [e.value for e in at.exception]
+    shared = stage_cams(model, x, delta=delta, normalise="shared")
+    expected = [f"{float(shared[s][0].max()):.3f}" for s in (3, 4, 5)]
+    assert peaks() == expected and "1.000" in expected and len(set(expected)) > 1
+    assert "One colour scale: each peak is that stage's raw maximum over the strongest stage's." in [
+        c.value for c in at.caption
+    ]

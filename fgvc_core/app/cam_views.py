@@ -39,16 +39,18 @@ def stage_cam_row(
     key: str,
     parts: bool = False,
     probability: float | None = None,
+    normalise: str = "per_map",
 ) -> Timed:
     """The network input and the stage 3/4/5 CAM overlays side by side, with each map's peak and a PNG download.
 
     With ``parts`` and an image that has deciding part boxes, each panel draws them and says whether its peak
     hits one (``fgvc_core.explain.metrics.pointing_game``, tolerance 0). ``probability`` is the target class's
-    (printed beside every map, flagged when near 0 %).
+    (printed beside every map, flagged when near 0 %). ``normalise="shared"`` draws the stages on one colour scale,
+    the raw maps over their common max (``fgvc_core.explain.cam.stage_cams``), so a weak stage looks weak.
 
     Returns the timed CAM result (its ``value`` is ``{stage: (H, W) map}``).
     """
-    result = traces.stage_cams(loaded, image, target, method, delta=delta)
+    result = traces.stage_cams(loaded, image, target, method, delta=delta, normalise=normalise)
     cams = result.value
     rgb = display_image(loaded.input_tensor(image.image)[0], loaded.preprocess)
     columns = st.columns(len(cams) + 1)
@@ -67,6 +69,7 @@ def stage_cam_row(
                 opacity=opacity,
                 probability=probability,
                 class_name=name,
+                scale=(0.0, 1.0) if normalise == "shared" else None,
             )
             image_with_download(shown, caption, f"{method}_stage{stage}_{image.name}", f"{key}_dl_stage{stage}")
     title = f"{CAM_LABELS.get(method, method).split(' (')[0]} · class {loaded.classes[target]}"

@@ -101,9 +101,13 @@ def map_panel(
     crop_xyxy: Any | None = None,
     probability: float | None = None,
     class_name: str | None = None,
+    scale: tuple[float, float] | None = None,
 ) -> tuple[np.ndarray, str]:
-    """The overlay of ``m`` on ``rgb`` (the panel) and its caption ``"<label> · peak … · p(…) … · hit/miss"``."""
-    shown = overlay_heatmap(rgb, m, alpha=opacity)
+    """The overlay of ``m`` on ``rgb`` (the panel) and its caption ``"<label> · peak … · p(…) … · hit/miss"``.
+
+    ``scale``: colour ``m`` on this fixed ``(low, high)`` range, shared with other panels, instead of its own min-max.
+    """
+    shown = overlay_heatmap(rgb, m, alpha=opacity) if scale is None else fixed_scale_overlay(rgb, m, *scale, opacity)
     truth = ground_truth_frame(image, preprocess, crop_xyxy, rgb.shape[0]) if show_parts else None
     parts = truth.part_boxes if truth is not None else None
     readout = map_readout.peak_readout(m, rgb.shape[:2], parts)

@@ -102,6 +102,7 @@ def stage_cams(
     delta: float | None = None,
     omega: float | None = None,
     layer: str = "enhanced",
+    normalise: str = "per_map",
 ) -> Timed:
     """Per-stage CAMs ``{3|4|5: (H, W)}`` in [0, 1] for one image (one forward and one backward)."""
     from fgvc_core.explain.cam import stage_cams as core_stage_cams
@@ -110,8 +111,15 @@ def stage_cams(
 
     def compute() -> dict[int, object]:
         maps = core_stage_cams(
-            loaded.model, x, target_class=target, method=method, delta=delta, omega=omega, layer=layer
+            loaded.model,
+            x,
+            target_class=target,
+            method=method,
+            delta=delta,
+            omega=omega,
+            layer=layer,
+            normalise=normalise,
         )
         return {stage: m[0] for stage, m in maps.items()}
 
-    return cached(("stage_cams", loaded.key, image.key, target, method, delta, omega, layer), compute)
+    return cached(("stage_cams", loaded.key, image.key, target, method, delta, omega, layer, normalise), compute)

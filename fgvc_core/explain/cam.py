@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import cv2
 import numpy as np
 import torch
 import torch.nn as nn
@@ -65,6 +66,7 @@ CAM_METHODS: dict[str, type] = {
 CAM_LAYERS: tuple[str, ...] = ("enhanced", "stage")
 CAM_OUTPUTS: tuple[str, ...] = ("mean_logits", "log_probs", "stage3", "stage4", "stage5", "concat")
 CAM_STAGES: tuple[int, ...] = (3, 4, 5)
+CAM_NORMALISATIONS: tuple[str, ...] = ("per_map", "shared")
 FINER_COMPARISONS = 3  # FinerCAM compares the target with this many classes of the closest scores (library default)
 
 
@@ -173,6 +175,7 @@ def stage_cams(
     layer: str = "enhanced",
     output: str = "mean_logits",
     eigen_smooth: bool = False,
+    normalise: str = "per_map",
 ) -> dict[int, np.ndarray]:
     """One CAM per stage, from one forward and one backward pass.
 
@@ -187,30 +190,66 @@ def stage_cams(
         layer: ``"enhanced"`` (X_e after the Conv_layer, default) or ``"stage"`` (the backbone output X).
         output: what the CAM explains: ``"mean_logits"`` (default), ``"log_probs"`` or one head's name.
         eigen_smooth: the library's first-principal-component smoothing.
+        normalise: ``"per_map"`` (default, the library's): each map min-max scaled to [0, 1] on its own, so a weak
+            stage looks as strong as the strongest; ``"shared"``: the raw (ReLU'd) maps divided by one common
+            scale, the largest raw value over all the stages of that image, so the stages compare on one scale.
 
     Returns:
-        ``{stage: (B, H, W) float32 array in [0, 1]}``, each map min-max scaled per image and resized to the input.
+        ``{stage: (B, H, W) float32 array in [0, 1]}``, resized to the input.
 
     Raises:
         ConfigError: invalid option, or the model is in training mode.
     """
     _check(model, x, method, stages, layer, output)
+    if normalise not in CAM_NORMALISATIONS:
+        raise ConfigError(f"unknown normalise {normalise!r}; choose one of {', '.join(CAM_NORMALISATIONS)}")
     stages = sorted(stages)  # taps fire in forward order, and the library pairs layers with activations by order
     wrapper = StageCamModel(model, stages, layer, output, delta, omega)
     layers = [wrapper.taps[str(s)] for s in stages]
     with torch.enable_grad(), CAM_METHODS[method](model=wrapper, target_layers=layers) as cam:
         try:
+            base = getattr(cam, "base_cam", cam)
+            if normalise == "shared":
+                raw = _per_layer_cams(cam, wrapper, x, stages, target_class, method, eigen_smooth, raw=True)
+                return dict(zip(stages, _shared_scale(raw, base.get_target_width_height(x))))
             per_layer = _per_layer_cams(cam, wrapper, x, stages, target_class, method, eigen_smooth)
             # The library's own last step, applied to one layer at a time (the same result as a CAM object with
             # that single layer): it re-scales each resized map to [0, 1].
-            base = getattr(cam, "base_cam", cam)
             maps = {s: base.aggregate_multi_layers([per_layer[i]]) for i, s in enumerate(stages)}
         except IndexError as exc:  # the library's __exit__ would swallow an IndexError with a print
             raise RuntimeError(f"CAM failed: {exc}") from exc
     return {s: np.clip(m, 0.0, 1.0).astype(np.float32) for s, m in maps.items()}
 
 
-def _per_layer_cams(cam, wrapper: StageCamModel, x, stages, target_class, method, eigen_smooth) -> list[np.ndarray]:
+def _shared_scale(raw: list[np.ndarray], size: tuple[int, int]) -> list[np.ndarray]:
+    """Raw (B, h, w) maps resized to ``size`` (W, H), then divided by one scale per image: their common max.
+
+    The library's per-map result is the resized raw map min-max scaled on its own, so a shared map equals the
+    per-map one times that map's (max − min), plus its min, over the common max: for a map whose min is 0, the
+    per-map map times its max over the common max. The strongest stage of each image peaks at exactly 1.
+    """
+    resized = [np.stack([cv2.resize(np.float32(img), size) for img in m]) for m in raw]
+    common = np.max([m.reshape(m.shape[0], -1).max(axis=1) for m in resized], axis=0)  # (B,)
+    common = np.where(common > 0, common, 1.0)  # every map of the image is zero: they stay zero
+    return [np.clip(m / common[:, None, None], 0.0, 1.0).astype(np.float32) for m in resized]
+
+
+def _raw_cam_per_layer(base, x: torch.Tensor, targets, eigen_smooth: bool) -> list[np.ndarray]:
+    """The library's ``compute_cam_per_layer`` without its per-map min-max scaling and resize: (B, h, w) each."""
+    recorder = base.activations_and_grads
+    activations = [a.cpu().data.numpy() if base.detach else a for a in recorder.activations]
+    grads = [g.cpu().data.numpy() if base.detach else g for g in recorder.gradients]
+    maps = []
+    for i, layer in enumerate(base.target_layers):
+        act = activations[i] if i < len(activations) else None
+        grad = grads[i] if i < len(grads) else None
+        maps.append(np.maximum(base.get_cam_image(x, layer, targets, act, grad, eigen_smooth), 0))
+    return maps
+
+
+def _per_layer_cams(
+    cam, wrapper: StageCamModel, x, stages, target_class, method, eigen_smooth, raw: bool = False
+) -> list[np.ndarray]:
     base = getattr(cam, "base_cam", cam)  # FinerCAM delegates to a base CAM object
     recorder = base.activations_and_grads
     with torch.set_grad_enabled(base.uses_gradients):
@@ -225,4 +264,6 @@ def _per_layer_cams(cam, wrapper: StageCamModel, x, stages, target_class, method
         grads = [torch.zeros_like(t) if g is None else g for g, t in zip(grads, tapped)]
         # Set in stage order (the hook-collected list follows the engine's visiting order).
         recorder.gradients = [g.detach().cpu() for g in grads]
+    if raw:
+        return _raw_cam_per_layer(base, x.to(wrapper.device_anchor.device), targets, eigen_smooth)
     return base.compute_cam_per_layer(x.to(wrapper.device_anchor.device), targets, eigen_smooth)
