@@ -137,7 +137,7 @@ def test_the_bf16_channels_last_fused_path_trains_and_matches_fp32(model_name):
     _assert_matches_fp32(losses, reference)
 
 
-@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step()` before")  # the skipped steps
+@pytest.mark.filterwarnings(r"ignore:Detected call of `lr_scheduler.step\(\)` before")  # the skipped steps
 @pytest.mark.parametrize("model_name", list_models())
 def test_the_fp16_scaler_path_skips_overflow_steps_and_matches_fp32(model_name):
     base = _model(model_name)
@@ -203,7 +203,7 @@ def test_the_trainer_runs_the_gpu_switches_on_the_cpu(model_name, tmp_path, monk
     assert meta["train_config"]["train"]["amp"] == "bf16"
 
 
-@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step()` before")
+@pytest.mark.filterwarnings(r"ignore:Detected call of `lr_scheduler.step\(\)` before")
 def test_an_fp16_run_on_the_cpu_keeps_its_grad_scaler_state(tmp_path):
     config = tiny_config(tmp_path, "rams_trans", epochs=1, max_steps=2, eval_every=100, amp="fp16")
     trainer.run_training(config, show_progress=False)
