@@ -2,7 +2,9 @@
 
 It opens every page, uploads an image through the sidebar uploader (the trap AppTest cannot see: an uploader in
 the navigation entry script never receives its file in a browser), moves sliders with the keyboard, and saves a
-screenshot of every page.
+screenshot of every page. A second session opens a CUB-layout fixture dataset and a RAMS-Trans checkpoint trained on
+it through the sidebar pickers, evaluates it, clicks a confusion-matrix cell, opens an image from the misclassified
+gallery and draws the ground-truth parts on its rollout.
 
 With the demo checkpoints in ``checkpoints/`` it explains them, and the screenshots go to ``docs/screenshots/``
 (the README shows them); without them (a fresh clone before the demo training) it uses tiny checkpoints and keeps
@@ -12,7 +14,9 @@ missing Chromium is a failure, elsewhere a skip.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -23,7 +27,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.app_fixtures import write_app_env
+from fgvc_core.app.evaluation_cache import Evaluation
+from tests.app_fixtures import write_app_env, write_cub_checkpoint
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -88,6 +93,13 @@ def app_setup(tmp_path_factory):
     else:
         env.update(write_app_env(tmp / "env"))
         shots = tmp / "screenshots"
+    cub = write_cub_checkpoint(tmp / "cub_fixture")
+    env.update(
+        FGVC_DATA_ROOTS=str(tmp / "cub_fixture"),
+        FGVC_CHECKPOINT_ROOTS=str(tmp / "cub_fixture" / "checkpoints"),
+        FGVC_EVAL_CACHE_DIR=str(tmp / "eval_cache"),
+    )
+    env["_cub_root"], env["_cub_checkpoint"] = str(cub["cub"].root), str(cub["checkpoint"])
     shots = Path(os.environ.get("FGVC_SCREENSHOT_DIR") or shots)
     shots.mkdir(parents=True, exist_ok=True)
     images = sorted((Path(env["FGVC_DATA_ROOT"]) / "images").rglob("*.jpg"))
@@ -226,4 +238,104 @@ def test_every_page_upload_and_sliders_in_chromium(app_setup, server):
                 assert Path(path).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
             assert_no_traceback(page, f"{name} after the slider")
             screenshot(page, shots / f"{name}.png")
+        browser.close()
+
+
+def choose(page, scope, label: str, option: str) -> None:
+    """Open the selectbox labelled ``label`` inside ``scope`` and click its option ``option``."""
+    scope.get_by_role("combobox", name=label, exact=True).click()
+    page.get_by_role("option").filter(has_text=option).first.click()
+    settle(page)
+
+
+def selected(scope, label: str) -> str:
+    """The shown value of the selectbox labelled ``label`` (a react-aria combobox input)."""
+    return scope.get_by_role("combobox", name=label, exact=True).input_value()
+
+
+def type_into(scope, label: str, text: str) -> None:
+    field = scope.get_by_label(label, exact=True)
+    field.fill(text)
+    field.press("Enter")
+
+
+def click_cell(page, chart, k: int, true: int, predicted: int) -> None:
+    """Click the centre of cell (true, predicted) of a k×k plotly heatmap (rows top-down: its y axis is reversed)."""
+    box = chart.locator(".nsewdrag").first.bounding_box()
+    x = box["x"] + (predicted + 0.5) * box["width"] / k
+    y = box["y"] + (true + 0.5) * box["height"] / k
+    page.mouse.move(x, y)
+    page.wait_for_timeout(300)  # plotly's hover picks the point that the click then selects
+    page.mouse.click(x, y)
+    settle(page)
+
+
+def test_cub_checkpoint_evaluation_confusion_click_gallery_and_parts_in_chromium(app_setup, server):
+    from playwright.sync_api import expect, sync_playwright
+
+    env, _, shots, tmp = app_setup
+    cub_root, checkpoint = env["_cub_root"], env["_cub_checkpoint"]
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1500, "height": 1000})
+        page.goto(server, timeout=RUN_TIMEOUT_MS)
+        settle(page)
+        sidebar = page.locator("[data-testid='stSidebar']")
+        # The checkpoint by its typed path; its sidecar's data (loader, root, split) by the button beside the picker.
+        choose(page, sidebar, "RAMS-Trans", "Type a path…")
+        type_into(sidebar, "RAMS-Trans checkpoint path", checkpoint)
+        use = sidebar.get_by_role("button", name="Use rams_trans_cub.safetensors's data (cub, test)")
+        expect(use).to_be_visible(timeout=RUN_TIMEOUT_MS)
+        settle(page)
+        use.click()
+        # wait for the state the click leads to: a rerun may start later than settle() looks for it
+        expect(sidebar.get_by_role("combobox", name="Sample", exact=True)).to_have_value(
+            re.compile(r"^Class_"), timeout=RUN_TIMEOUT_MS
+        )
+        settle(page)
+        assert selected(sidebar, "Dataset") == "CUB-200-2011" and selected(sidebar, "Split") == "test"
+        assert sidebar.get_by_label("Dataset root", exact=True).input_value() == cub_root
+        assert_no_traceback(page, "sidebar with the CUB fixture")
+        assert sidebar.locator("[data-testid='stAlertContentError']").count() == 0
+        warnings = sidebar.locator("[data-testid='stAlertContentWarning']").all_inner_texts()
+        assert not [w for w in warnings if "RAMS-Trans checkpoint" in w], warnings  # its classes are CUB's
+
+        sidebar.locator("[data-testid='stSidebarNav'] a[href$='/evaluation']").click()
+        settle(page)
+        assert_no_traceback(page, "evaluation before running")
+        page.get_by_role("button", name="Evaluate 8 images").click()
+        settle(page)
+        assert_no_traceback(page, "evaluation")
+        assert page.get_by_text("computed now and cached on disk", exact=False).count() == 1
+        (cached,) = (tmp / "eval_cache").glob("*.json")
+        evaluation = Evaluation.from_json(json.loads(cached.read_text()))
+        matrix = evaluation.matrix()
+        k = len(evaluation.classes)
+        wrong = [(t, q) for t in range(k) for q in range(k) if t != q and matrix[t, q]]
+        assert wrong, "the fixture model classifies every image right: nothing to click"
+        true, predicted = wrong[-1]  # the last: the picker starts on the first cell, so the click must move it
+        chart = page.locator("[data-testid='stPlotlyChart']").nth(1)
+        click_cell(page, chart, k, true, predicted)
+        names = evaluation.classes
+        cell = selected(page.locator("[data-testid='stMain']"), "Images of the cell (true → predicted)")
+        assert cell == f"{names[true]} → {names[predicted]} ({matrix[true, predicted]} images)"
+        assert_no_traceback(page, "evaluation after the cell click")
+
+        first_wrong = evaluation.indices[evaluation.misclassified()[0]]
+        page.locator(f".st-key-wrong_open_{first_wrong} button").click()
+        settle(page)
+        assert page.get_by_text(f"Image #{first_wrong} is now the current image on every page.").count() == 1
+        assert_no_traceback(page, "evaluation after opening an image")
+        screenshot(page, shots / "evaluation.png")
+
+        sidebar.locator("[data-testid='stSidebarNav'] a[href$='/rollout']").click()
+        settle(page)
+        assert selected(sidebar, "Sample").endswith(f" · #{first_wrong}")
+        sidebar.get_by_text("Draw ground-truth parts", exact=True).click()
+        settle(page)
+        assert_no_traceback(page, "rollout with parts")
+        main = page.locator("[data-testid='stMain']")
+        said = main.get_by_text("peak hits a deciding part").count() + main.get_by_text("peak misses every").count()
+        assert said >= 1, "no panel says whether its peak hits a part"
+        screenshot(page, shots / "parts.png")
         browser.close()
