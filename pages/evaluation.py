@@ -52,9 +52,11 @@ def evaluation_for(selection: Selection, kind: str, dataset: Any) -> Evaluation 
     found = load_cached(path)
     if found is not None:
         return found
-    st.info(f"{MODEL_TITLES[kind]} has not been evaluated on these {len(dataset)} images yet.")
+    note = st.empty()  # cleared once the run starts: the results below must not sit under "not evaluated yet"
+    note.info(f"{MODEL_TITLES[kind]} has not been evaluated on these {len(dataset)} images yet.")
     if not st.button(f"Evaluate {len(dataset)} images", key=f"eval_run_{kind}", type="primary"):
         return None
+    note.empty()
     bar = st.progress(0.0, text=f"0 of {len(dataset)} images")
     result = evaluate(
         loaded.model,

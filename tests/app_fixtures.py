@@ -127,3 +127,9 @@ def write_cub_checkpoint(root: Path, num_classes: int = NUM_CLASSES, per_class: 
     path = root / "checkpoints" / "rams_trans_cub.safetensors"
     fgvc_core.save_checkpoint(tiny_rams(3), path, meta)
     return {"cub": written, "checkpoint": path}
+
+
+def sample_box(at):
+    """The sidebar's Sample selectbox (its key names the dataset, see ``sidebar.sample_widget_key``)."""
+    (box,) = [s for s in at.sidebar.selectbox if s.label == "Sample"]
+    return box

@@ -24,7 +24,7 @@ from fgvc_core.app import sweeps, training
 from fgvc_core.app.settings import app_paths
 from fgvc_core.errors import CheckpointError, ConfigError
 from fgvc_core.explain.cam import stage_cams
-from tests.app_fixtures import write_app_env
+from tests.app_fixtures import sample_box, write_app_env
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 PAGES = ("overview", "dppm", "rollout", "cram", "gradcam", "tune", "compare", "benchmark")
@@ -80,7 +80,7 @@ def captions(at: AppTest) -> list[str]:
 def model_and_input(env, kind: str, at: AppTest):
     """The checkpoint's model and the network input of the image the sidebar selected."""
     model, meta = fgvc_core.load_checkpoint(Path(env["FGVC_CHECKPOINT_DIR"]) / f"{kind}_demo.safetensors")
-    index = at.sidebar.selectbox(key="gallery_index").value
+    index = sample_box(at).value
     image = fgvc_core.build_dataset("synth", env["FGVC_DATA_ROOT"], "test")[index][0]
     return model, meta, fgvc_core.build_transform(meta)(image)[None]
 
@@ -105,16 +105,16 @@ def shown_peaks(texts: list[str]) -> list[tuple[int, int]]:
 # ------------------------------------------------------------------------------------------------ all pages
 def test_every_page_runs_and_switches_without_exception_keeping_the_sidebar(env):
     at = open_app()
-    at.sidebar.selectbox(key="gallery_index").select_index(3)
+    sample_box(at).select_index(3)
     at.sidebar.selectbox(key="target_class").select_index(2).run()
-    chosen = (at.sidebar.selectbox(key="gallery_index").value, at.sidebar.selectbox(key="target_class").value)
+    chosen = (sample_box(at).value, at.sidebar.selectbox(key="target_class").value)
     for page in PAGES:
         at.switch_page(f"pages/{page}.py").run()
         assert_clean(at)
         assert at.title, f"{page} shows no title"
-        assert (at.sidebar.selectbox(key="gallery_index").value, at.sidebar.selectbox(key="target_class").value) == (
-            chosen
-        ), f"the sidebar choice was lost on {page}"
+        assert (sample_box(at).value, at.sidebar.selectbox(key="target_class").value) == (chosen), (
+            f"the sidebar choice was lost on {page}"
+        )
 
 
 def test_overview_shows_the_core_prediction_of_both_models(env):

@@ -23,7 +23,7 @@ from fgvc_core.app.settings import app_paths
 from fgvc_core.engine.ablation import RUN_COLUMNS
 from fgvc_core.explain.cam import stage_cams
 from fgvc_core.explain.map_readout import peak_readout
-from tests.app_fixtures import CRA_SIZE, NUM_CLASSES, RAMS_SIZE, _meta, tiny_cra, write_app_env
+from tests.app_fixtures import CRA_SIZE, NUM_CLASSES, RAMS_SIZE, _meta, sample_box, tiny_cra, write_app_env
 from tests.engine_fixtures import TINY_MODELS
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
@@ -218,7 +218,7 @@ def test_median_run_and_the_table_reader_without_streamlit(env, tmp_path):
 # ---------------------------------------------------------------------------------------- Compare variants
 def model_input(env, path: Path, at: AppTest):
     model, meta = fgvc_core.load_checkpoint(path)
-    index = at.sidebar.selectbox(key="gallery_index").value
+    index = sample_box(at).value
     image = fgvc_core.build_dataset("synth", env["FGVC_DATA_ROOT"], "test")[index][0]
     return model, meta, fgvc_core.build_transform(meta)(image)[None]
 

@@ -261,6 +261,8 @@ def type_into(scope, label: str, text: str) -> None:
 
 def click_cell(page, chart, k: int, true: int, predicted: int) -> None:
     """Click the centre of cell (true, predicted) of a k×k plotly heatmap (rows top-down: its y axis is reversed)."""
+    chart.scroll_into_view_if_needed()  # a click outside the viewport reaches nothing
+    page.wait_for_timeout(300)
     box = chart.locator(".nsewdrag").first.bounding_box()
     x = box["x"] + (predicted + 0.5) * box["width"] / k
     y = box["y"] + (true + 0.5) * box["height"] / k

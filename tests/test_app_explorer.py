@@ -20,7 +20,7 @@ from fgvc_core.app.datasets import choose_dataset, class_mismatch, ground_truth
 from fgvc_core.app.evaluation_cache import label_map
 from fgvc_core.errors import DatasetError
 from fgvc_core.explain import confusion
-from tests.app_fixtures import write_app_env, write_cub_checkpoint
+from tests.app_fixtures import sample_box, write_app_env, write_cub_checkpoint
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 TIMEOUT = 120
@@ -86,14 +86,14 @@ def test_the_app_opens_on_the_demo_benchmark_with_no_input(env):
     assert at.sidebar.selectbox(key="dataset_split").value == "test"
     assert Path(at.sidebar.text_input(key="dataset_root").value).resolve() == Path(env["FGVC_DATA_ROOT"]).resolve()
     assert not at.error and not at.sidebar.error
-    samples = at.sidebar.selectbox(key="gallery_index").options
+    samples = sample_box(at).options
     assert samples, "the demo benchmark offers no sample"
 
 
 def test_a_cub_root_makes_its_test_images_the_pickable_images_and_warns_about_other_classes(env):
     at = pick_dataset(open_app(), "cub", str(env["cub"].root))
     written = env["cub"]
-    options = at.sidebar.selectbox(key="gallery_index").options
+    options = sample_box(at).options
     names = {written.classes[label] for _, label in written.samples["test"]}
     assert {o.split(" · ")[0] for o in options} == names
     # the demo checkpoints have the 4 synth classes, the CUB fixture 4 others: each model says so, with counts
@@ -262,11 +262,11 @@ def test_a_confusion_cell_lists_its_images_and_open_makes_one_the_current_image(
     assert [b.key for b in at.button if b.key and b.key.startswith("wrong_open_")] == [f"wrong_open_{i}" for i in wrong]
     at.button(key=f"cell_open_{expected[-1]}").click().run()
     assert not at.exception
-    assert at.sidebar.selectbox(key="gallery_index").value == expected[-1]
+    assert sample_box(at).value == expected[-1]
     assert any(f"Image #{expected[-1]} is now the current image" in s.value for s in at.success)
     switch(at, "overview")
     assert not at.exception
-    assert at.sidebar.selectbox(key="gallery_index").value == expected[-1]
+    assert sample_box(at).value == expected[-1]
 
 
 # ------------------------------------------------------------------------------------------ both models agree
@@ -326,7 +326,7 @@ def test_overview_shows_both_maps_and_their_core_agreement(env):
 
     at = open_app()
     ckpt = Path(env["FGVC_CHECKPOINT_DIR"])
-    index = at.sidebar.selectbox(key="gallery_index").value
+    index = sample_box(at).value
     image = fgvc_core.build_dataset("synth", env["FGVC_DATA_ROOT"], "test").load(index)
     rams, rmeta = fgvc_core.load_checkpoint(ckpt / "rams_trans_demo.safetensors")
     cra, cmeta = fgvc_core.load_checkpoint(ckpt / "cra_smra_demo.safetensors")
@@ -359,7 +359,7 @@ def test_parts_toggle_draws_the_deciding_parts_and_says_whether_each_stage_peak_
     assert plain and not any("deciding part" in c for c in plain)
     at.sidebar.toggle(key="show_parts").set_value(True).run()
     assert not at.exception and not at.error
-    index = at.sidebar.selectbox(key="gallery_index").value
+    index = sample_box(at).value
     dataset = fgvc_core.build_dataset("synth", env["FGVC_DATA_ROOT"], "test")
     image = dataset.load(index)
     model, meta = fgvc_core.load_checkpoint(Path(env["FGVC_CHECKPOINT_DIR"]) / "cra_smra_demo.safetensors")
@@ -412,7 +412,7 @@ def demo_rams_input(env, at):
     from fgvc_core.explain import metrics
     from fgvc_core.explain.evaluation import ground_truth_boxes
 
-    index = at.sidebar.selectbox(key="gallery_index").value
+    index = sample_box(at).value
     dataset = fgvc_core.build_dataset("synth", env["FGVC_DATA_ROOT"], "test")
     image = dataset.load(index)
     model, meta = fgvc_core.load_checkpoint(Path(env["FGVC_CHECKPOINT_DIR"]) / "rams_trans_demo.safetensors")
@@ -649,7 +649,7 @@ def test_the_gradcam_shared_scale_toggle_shows_each_stage_peak_over_the_common_m
     from fgvc_core.explain.cam import stage_cams
 
     at = open_app("gradcam")
-    index = at.sidebar.selectbox(key="gallery_index").value
+    index = sample_box(at).value
     model, meta = fgvc_core.load_checkpoint(Path(env["FGVC_CHECKPOINT_DIR"]) / "cra_smra_demo.safetensors")
     image = fgvc_core.build_dataset("synth", env["FGVC_DATA_ROOT"], "test").load(index)
     x = fgvc_core.build_transform(meta)(image)[None]

@@ -209,22 +209,38 @@ def _dataset(sidebar: Any, paths: AppPaths, selection: Selection) -> Any:
     return dataset
 
 
+def sample_widget_key(choice: DatasetChoice) -> str:
+    """The Sample selectbox's key: one per dataset. With one key for all, a switch of dataset kept the value (index
+    0) and Chromium kept showing the previous dataset's label for it, while the pages showed the new image."""
+    return f"{INDEX_KEY}@{choice.key}"
+
+
 def _dataset_sample(sidebar: Any, selection: Selection, dataset: Any) -> ImageChoice | None:
+    state = st.session_state
     order = gallery_order(dataset)
-    current = st.session_state.get(INDEX_KEY)
+    current = state.get(INDEX_KEY)  # the current image's index: set by this widget or by the evaluation page
     if isinstance(current, int) and current not in order:
         if 0 <= current < len(dataset):
             order = [current, *order]  # opened from the evaluation page: it may lie outside the first five per class
         else:
-            st.session_state.pop(INDEX_KEY)  # an index of another dataset
+            state.pop(INDEX_KEY)  # an index of another dataset
+            current = None
+    widget = sample_widget_key(selection.dataset)
+    if isinstance(current, int) and state.get(widget) != current:
+        state[widget] = current  # opened elsewhere (a user's own pick reaches INDEX_KEY first, by on_change)
     index = sidebar.selectbox(
         "Sample",
         order,
-        key=INDEX_KEY,
+        key=widget,
         format_func=lambda i: f"{dataset.classes[dataset.samples[i][1]]} · #{i}",
+        on_change=lambda: state.update({INDEX_KEY: state[widget]}),
         persist_state="session",
     )
-    return dataset_image(selection.dataset, dataset, int(index))
+    # INDEX_KEY, not the returned value, is the current image: the first run after a page switch can return the
+    # widget's default before its saved value is restored (seen in AppTest), and that must not replace the choice.
+    if not isinstance(state.get(INDEX_KEY), int):
+        state[INDEX_KEY] = int(index)
+    return dataset_image(selection.dataset, dataset, int(state[INDEX_KEY]))
 
 
 def _upload(sidebar: Any) -> ImageChoice | None:
