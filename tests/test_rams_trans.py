@@ -318,3 +318,30 @@ def test_vit_cam_matches_a_hand_made_grad_cam_and_leaves_the_model_alone():
         cam = cv2.resize(cam / (1e-7 + cam.max()), (32, 32))
         cam = (cam - cam.min()) / (1e-7 + (cam - cam.min()).max())  # grad-cam rescales after the layer mean
         np.testing.assert_allclose(maps[b].numpy(), cam, atol=1e-4)
+
+
+def test_a_threshold_step_that_proposes_a_box_seen_before_reuses_its_zoomed_pass(monkeypatch):
+    """Slider steps: the box lives on the patch grid, so a step back to a box seen before must not rerun scale 2."""
+    from fgvc_core.models.rams_trans import vit as vitlib
+    from fgvc_core.models.rams_trans.trace import ZOOM_CACHE
+
+    torch.manual_seed(0)
+    model = fgvc_core.build_model(
+        "rams_trans", 5, backbone="vit_tiny_patch16_224", img_size=32, patch_size=8,
+        vit_kwargs={"depth": 2, "embed_dim": 32, "num_heads": 2},
+    ).eval()  # fmt: skip
+    x = torch.randn(1, 3, 32, 32)
+    first = model.trace(x, threshold=1.0)
+    calls = []
+    real = vitlib.forward_scale
+    monkeypatch.setattr(vitlib, "forward_scale", lambda *a, **k: calls.append(1) or real(*a, **k))
+    thresholds = [1.0, 1.05, 1.0, 0.95, 1.0]
+    traces = [model.trace(None, threshold=t, reuse=first) for t in thresholds]
+    boxes = {tuple(t.scales[1].box.flatten().tolist()) for t in traces}
+    assert len(calls) <= len(boxes) <= len(thresholds) and len(boxes) <= ZOOM_CACHE
+    assert len(calls) == len(boxes) - 1  # threshold 1.0's box was zoomed by the first trace already
+    for t, threshold in zip(traces, thresholds):  # equal to a fresh trace with no reuse at all
+        fresh = model.trace(x, threshold=threshold)
+        torch.testing.assert_close(t.probs, fresh.probs)
+        torch.testing.assert_close(t.scales[1].crop, fresh.scales[1].crop)
+        torch.testing.assert_close(t.scales[1].rollout, fresh.scales[1].rollout)

@@ -300,9 +300,7 @@ class RamsTrans(FGVCModel):
             if s == 0:
                 crop, attentions, logits = state.x, state.attentions, state.logits
             else:
-                crop = dppm.crop_and_resize(x_dev, box.to(device), self._size)
-                logits, attentions = vitlib.forward_scale(self.vit, crop, self.cls_token(s), False, "heads")
-                crop, logits, attentions = crop.cpu(), logits.float().cpu(), tuple(a.float().cpu() for a in attentions)
+                crop, logits, attentions = state.zoom(s, box, lambda s=s, box=box: self._zoomed_pass(x_dev, box, s))
             rollout, proposal = self._propose(state if s == 0 else attentions, opts, s, opts.head_fusion)
             original = None
             if original_size is not None and preprocess is not None:
@@ -326,6 +324,12 @@ class RamsTrans(FGVCModel):
         probs = torch.stack([sc.probs for sc, name in zip(scales, self.head_names) if name in self.combined_heads])
         probs = probs.mean(dim=0)
         return RamsTransTrace(scales=tuple(scales), probs=probs, options=opts.as_dict(), cache=state)
+
+    def _zoomed_pass(self, x: torch.Tensor, box: torch.Tensor, scale: int) -> tuple:
+        """Scale ``scale`` (0-based, > 0) on the crop ``box`` of ``x``: detached CPU crop, logits and attentions."""
+        crop = dppm.crop_and_resize(x, box.to(x.device), self._size)
+        logits, attentions = vitlib.forward_scale(self.vit, crop, self.cls_token(scale), False, "heads")
+        return crop.cpu(), logits.float().cpu(), tuple(a.float().cpu() for a in attentions)
 
     def _scale1_state(self, x: torch.Tensor | None, reuse: RamsTransTrace | None, device) -> Scale1State:
         if reuse is not None:

@@ -10,12 +10,17 @@
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from fgvc_core.explain.rollout import fuse_layers
+
+ZOOM_CACHE = 4  # later-scale passes a Scale1State keeps (see Scale1State.zoom)
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,26 @@ class Scale1State:
     # head fusion -> (L, B, N, N) maps, filled on first use. Fusing reads every head of every layer (355 MB at
     # 448 px for a ViT-B), ~10× the cost of the rollout itself, and does not depend on the slider's threshold.
     _fused: dict[str, torch.Tensor] = field(default_factory=dict, repr=False, compare=False)
+    # (scale, boxes) -> (crop, logits, attentions) of a later scale. The proposal box lives on the patch grid, so
+    # most threshold steps propose a box seen a step before: its zoomed pass (the costly part of a step) is reused.
+    # A few entries only: each holds one scale's attention of every head and layer.
+    _zooms: OrderedDict = field(default_factory=OrderedDict, repr=False, compare=False)
+    _zoom_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def zoom(self, scale: int, box: torch.Tensor, compute: Callable[[], tuple]) -> tuple:
+        """``compute()`` (a later scale's pass on ``box``) once per ``(scale, box)``; the last ``ZOOM_CACHE`` kept."""
+        key = (scale, tuple(box.flatten().tolist()))
+        with self._zoom_lock:
+            found = self._zooms.get(key)
+            if found is not None:
+                self._zooms.move_to_end(key)
+                return found
+        found = compute()
+        with self._zoom_lock:
+            self._zooms[key] = found
+            while len(self._zooms) > ZOOM_CACHE:
+                self._zooms.popitem(last=False)
+        return found
 
     def fused_attention(self, head_fusion: str) -> torch.Tensor:
         """The scale-1 attention fused over heads, ``(L, B, N, N)``, computed once per fusion and kept.
