@@ -26,7 +26,7 @@ from fgvc_core.app.views import input_text
 from fgvc_core.data.transforms import preprocess_config
 from fgvc_core.errors import ConfigError, ImageError
 from fgvc_core.models.cra_smra.trace import ALL_SUPPRESSED_DELTA
-from tests.app_fixtures import app_environment
+from tests.app_fixtures import app_environment, sample_box
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 TIMEOUT = 120
@@ -351,7 +351,7 @@ def test_cram_page_limits_delta_and_shows_n_of_c_per_stage(env):
     assert slider.min == 0.37 > ALL_SUPPRESSED_DELTA and "1/e" in slider.help
     at.slider(key="cram_delta").set_value(0.8).run()
     model, meta = fgvc_core.load_checkpoint(Path(env["FGVC_CHECKPOINT_DIR"]) / "cra_smra_demo.safetensors")
-    index = at.sidebar.selectbox(key="gallery_index").value
+    index = sample_box(at).value
     image = fgvc_core.build_dataset("synth", env["FGVC_DATA_ROOT"], "test")[index][0]
     trace = model.trace(fgvc_core.build_transform(meta)(image)[None], delta=0.8)
     expected = []
