@@ -99,7 +99,13 @@ def write_app_env(root: Path) -> dict[str, str]:
 @contextmanager
 def app_environment(root: Path) -> Iterator[dict[str, str]]:
     """``write_app_env(root)`` with its variables set for the duration (and torch's thread count given back)."""
-    variables = write_app_env(root)
+    with environment(write_app_env(root)) as variables:
+        yield variables
+
+
+@contextmanager
+def environment(variables: dict[str, str]) -> Iterator[dict[str, str]]:
+    """``variables`` set in ``os.environ`` for the duration; the previous values and torch's threads given back."""
     saved = {k: os.environ.get(k) for k in variables}
     threads = torch.get_num_threads()  # app.py sets the app's threads; give the other tests theirs back
     os.environ.update(variables)

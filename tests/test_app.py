@@ -7,7 +7,6 @@ written here): the app must lay out what fgvc_core computes, nothing else.
 from __future__ import annotations
 
 import io
-import os
 import re
 import time
 from pathlib import Path
@@ -24,7 +23,7 @@ from fgvc_core.app import sweeps, training
 from fgvc_core.app.settings import app_paths
 from fgvc_core.errors import CheckpointError, ConfigError
 from fgvc_core.explain.cam import stage_cams
-from tests.app_fixtures import sample_box, write_app_env
+from tests.app_fixtures import app_environment, sample_box
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 PAGES = ("overview", "dppm", "rollout", "cram", "gradcam", "tune", "compare", "benchmark")
@@ -34,17 +33,8 @@ TIMEOUT = 120
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     root = tmp_path_factory.mktemp("app_env")
-    variables = write_app_env(root)
-    saved = {k: os.environ.get(k) for k in variables}
-    threads = torch.get_num_threads()  # app.py sets the app's threads; give the other tests theirs back
-    os.environ.update(variables)
-    yield {"root": root, **variables}
-    torch.set_num_threads(threads)
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    with app_environment(root) as variables:
+        yield {"root": root, **variables}
 
 
 def open_app(page: str = "overview") -> AppTest:

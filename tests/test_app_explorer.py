@@ -7,7 +7,6 @@ fixture; every bad input must end in one clear line, never a traceback.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +19,7 @@ from fgvc_core.app.datasets import choose_dataset, class_mismatch, ground_truth
 from fgvc_core.app.evaluation_cache import label_map
 from fgvc_core.errors import DatasetError
 from fgvc_core.explain import confusion
-from tests.app_fixtures import sample_box, write_app_env, write_cub_checkpoint
+from tests.app_fixtures import environment, sample_box, write_app_env, write_cub_checkpoint
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 TIMEOUT = 120
@@ -35,16 +34,8 @@ def env(tmp_path_factory):
         "FGVC_DATA_ROOTS": str(root),  # the benchmark and the CUB fixture are both inside
         "FGVC_EVAL_CACHE_DIR": str(root / "eval_cache"),
     }
-    saved = {k: os.environ.get(k) for k in variables}
-    threads = torch.get_num_threads()
-    os.environ.update(variables)
-    yield {"root": root, **variables, **cub}
-    torch.set_num_threads(threads)
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    with environment(variables):
+        yield {"root": root, **variables, **cub}
 
 
 def switch(at: AppTest, page: str) -> AppTest:
