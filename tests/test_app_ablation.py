@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 from pathlib import Path
 
 import pytest
@@ -23,7 +22,16 @@ from fgvc_core.app.settings import app_paths
 from fgvc_core.engine.ablation import RUN_COLUMNS
 from fgvc_core.explain.cam import stage_cams
 from fgvc_core.explain.map_readout import peak_readout
-from tests.app_fixtures import CRA_SIZE, NUM_CLASSES, RAMS_SIZE, _meta, sample_box, tiny_cra, write_app_env
+from tests.app_fixtures import (
+    CRA_SIZE,
+    NUM_CLASSES,
+    RAMS_SIZE,
+    _meta,
+    environment,
+    sample_box,
+    tiny_cra,
+    write_app_env,
+)
 from tests.engine_fixtures import TINY_MODELS
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
@@ -95,16 +103,8 @@ def env(tmp_path_factory):
     variables["FGVC_RUNS_ROOT"] = str(root / "runs_root")
     variables["FGVC_ABLATION_TABLES"] = str(root / "tables")  # empty: only the runs root's grids count
     write_grids(root / "runs_root", Path(variables["FGVC_DATA_ROOT"]))
-    saved = {k: os.environ.get(k) for k in variables}
-    threads = torch.get_num_threads()
-    os.environ.update(variables)
-    yield {"root": root, **variables}
-    torch.set_num_threads(threads)
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    with environment(variables):
+        yield {"root": root, **variables}
 
 
 def open_page(page: str) -> AppTest:
