@@ -15,16 +15,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
 import subprocess
-import sys
 import tarfile
 import tempfile
 import time
-import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
+
+from fgvc_core.testing.app_server import streamlit_server
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
@@ -45,42 +44,10 @@ CAPTION = """(prefix) => ([...document.querySelectorAll("[data-testid='stMain'] 
   .map(e => e.innerText).find(t => t.startsWith(prefix)) || '')"""
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextmanager
 def server(tree: Path, env: dict[str, str]):
-    port = free_port()
-    command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-               "--server.fileWatcherType", "none", "--server.port", str(port),
-               "--browser.gatherUsageStats", "false"]  # fmt: skip
-    process = subprocess.Popen(
-        command, cwd=tree, env={**env, "PYTHONPATH": str(tree)}, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                if response.read().strip() == b"ok":
-                    break
-        except OSError:
-            pass
-        if process.poll() is not None or time.time() > deadline:
-            process.kill()
-            raise SystemExit(f"streamlit did not start in {tree}")
-        time.sleep(0.5)
-    try:
+    with streamlit_server(tree, {**env, "PYTHONPATH": str(tree)}) as url:
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 def settle(page) -> None:

@@ -18,16 +18,12 @@ import json
 import os
 import re
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from fgvc_core.app.evaluation_cache import Evaluation
+from fgvc_core.testing.app_server import AppDidNotStart, streamlit_server
 from tests.app_fixtures import write_app_env, write_cub_checkpoint
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -60,12 +56,6 @@ def _require_browser() -> None:
             pytest.fail(f"{CHROMIUM} is missing in CI: tests/install_browser.sh should have installed it")
         pytest.skip(f"{CHROMIUM} not installed (tests/install_browser.sh installs Debian's chromium)")
     pytest.importorskip("playwright.sync_api")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _demo_ready() -> bool:
@@ -111,44 +101,11 @@ def app_setup(tmp_path_factory):
 @pytest.fixture(scope="module")
 def server(app_setup):
     env, _, _, tmp = app_setup
-    port = _free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "streamlit",
-        "run",
-        "app.py",
-        "--server.headless",
-        "true",
-        "--server.fileWatcherType",
-        "none",
-        "--server.port",
-        str(port),
-        "--browser.gatherUsageStats",
-        "false",
-    ]
-    log_path = tmp / "streamlit.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                if response.read().strip() == b"ok":
-                    break
-        except OSError:
-            pass
-        if process.poll() is not None or time.time() > deadline:
-            process.kill()
-            pytest.fail(f"streamlit did not start: {log_path.read_text(errors='replace')[-2000:]}")
-        time.sleep(0.5)
-    yield url
-    process.terminate()
     try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
+        with streamlit_server(REPO, env, tmp / "streamlit.log") as url:
+            yield url
+    except AppDidNotStart as exc:
+        pytest.fail(str(exc))
 
 
 def settle(page) -> None:
