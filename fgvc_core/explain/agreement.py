@@ -44,11 +44,14 @@ def top_region(m: np.ndarray, fraction: float) -> np.ndarray:
     """Boolean mask of the ``ceil(fraction · cells)`` highest cells (ties broken by position, first wins)."""
     if not 0.0 < fraction <= 1.0:
         raise ConfigError(f"fraction must lie in (0, 1], got {fraction}")
+    return top_cells(m, max(1, math.ceil(fraction * np.size(m) - 1e-9)))
+
+
+def top_cells(m: np.ndarray, count: int) -> np.ndarray:
+    """Boolean mask of the ``count`` highest cells of ``m`` (ties broken by position, first wins)."""
     flat = np.asarray(m, dtype=np.float64).reshape(-1)
-    count = max(1, math.ceil(fraction * flat.size - 1e-9))
-    order = np.argsort(-flat, kind="stable")[:count]
     mask = np.zeros(flat.size, dtype=bool)
-    mask[order] = True
+    mask[np.argsort(-flat, kind="stable")[:count]] = True
     return mask.reshape(np.shape(m))
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from fgvc_core.explain import metrics
+from fgvc_core.explain.agreement import top_cells
 
 NEGLIGIBLE_PROBABILITY = 0.01  # below this a class-specific map explains a class the model all but rules out
 
@@ -91,6 +92,5 @@ def top_region_iou(a: Any, b: Any, fraction: float = 0.2) -> float:
     if x.shape != y.shape:
         raise ValueError(f"maps of different sizes: {np.shape(a)} and {np.shape(b)}")
     k = max(1, int(round(fraction * x.size)))
-    top_x = set(np.argsort(-x, kind="stable")[:k].tolist())
-    top_y = set(np.argsort(-y, kind="stable")[:k].tolist())
-    return len(top_x & top_y) / len(top_x | top_y)
+    top_x, top_y = top_cells(x, k), top_cells(y, k)
+    return int((top_x & top_y).sum()) / int((top_x | top_y).sum())
