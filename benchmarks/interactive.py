@@ -165,9 +165,9 @@ def bench_cra(setup: Setup, repeats: int, warmup: int, report: Report, model: to
 def bench_rams(setup: Setup, repeats: int, warmup: int, report: Report) -> None:
     """Full trace vs the threshold update reusing scale 1; one scale pass and rollout + box alone."""
     from fgvc_core import build_model
-    from fgvc_core.explain.rollout import attention_rollout, fused_rollout
     from fgvc_core.models.rams_trans import dppm
     from fgvc_core.models.rams_trans import vit as vitlib
+    from fgvc_core.ops.rollout import attention_rollout, fused_rollout
 
     torch.manual_seed(0)
     model = build_model("rams_trans", setup.num_classes, **setup.rams).eval()
@@ -219,7 +219,7 @@ def bench_rams(setup: Setup, repeats: int, warmup: int, report: Report) -> None:
 
 def bench_rollout(setup: Setup, repeats: int, warmup: int, report: Report) -> None:
     """Row-vector chain vs matrix chain on random row-stochastic attentions, at each token count."""
-    from fgvc_core.explain.rollout import attention_rollout
+    from fgvc_core.ops.rollout import attention_rollout
 
     gen = torch.Generator().manual_seed(0)
     layers, heads = setup.rollout_layers, setup.rollout_heads

@@ -16,7 +16,7 @@ from fgvc_core.app.views import download_png, figure_download, image_with_downlo
 from fgvc_core.explain.figure_utils import batch_row
 from fgvc_core.explain.figures import attention_layers_figure, rollout_figure
 from fgvc_core.explain.overlay import figure_to_png_bytes
-from fgvc_core.explain.rollout import HEAD_FUSIONS, QUERIES, attention_rollout, fused_rollout, gradient_rollout
+from fgvc_core.ops.rollout import HEAD_FUSIONS, QUERIES, attention_rollout, fused_rollout, gradient_rollout
 
 QUERY_LABELS = {"cls": "CLS row (paper)", "mean": "mean of all rows (official code)"}
 

@@ -12,8 +12,8 @@ import torch
 
 from benchmarks import _timing, interactive, naive, train_throughput
 from fgvc_core import build_model
-from fgvc_core.explain.rollout import attention_rollout
 from fgvc_core.models.rams_trans import dppm
+from fgvc_core.ops.rollout import attention_rollout
 
 
 def _table(markdown: str, heading: str) -> list[dict[str, str]]:

@@ -12,9 +12,9 @@ import torch.nn.functional as F
 
 import fgvc_core
 from fgvc_core.errors import ConfigError
-from fgvc_core.explain.rollout import attention_rollout
 from fgvc_core.models.rams_trans import dppm
 from fgvc_core.models.rams_trans import vit as vitlib
+from fgvc_core.ops.rollout import attention_rollout
 
 TINY = {"depth": 2, "embed_dim": 24, "num_heads": 2}
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from fgvc_core.errors import ConfigError
-from fgvc_core.explain.rollout import HEAD_FUSIONS, attention_rollout, fuse_layers, fused_rollout, gradient_rollout
+from fgvc_core.ops.rollout import HEAD_FUSIONS, attention_rollout, fuse_layers, fused_rollout, gradient_rollout
 
 
 def _random_attention(layers=4, batch=3, heads=2, n=7) -> torch.Tensor:

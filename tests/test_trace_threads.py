@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from fgvc_core.explain.cam import stage_cams
-from fgvc_core.explain.rollout import gradient_rollout
 from fgvc_core.explain.vit_cam import rams_trans_cam
+from fgvc_core.ops.rollout import gradient_rollout
 from tests.app_fixtures import CRA_SIZE, RAMS_SIZE, tiny_cra, tiny_rams
 
 IMAGES = 8  # a multiple of WORKERS (the barrier releases full groups)

@@ -91,8 +91,8 @@ def _prediction_view(head_probs: dict[str, torch.Tensor], probs: torch.Tensor, n
 
 def rams_trans_views(model: Any, meta: Mapping[str, Any], x: torch.Tensor, image: Any, options: ExplainOptions):
     """Prediction, DPPM, and per scale: rollout, per-layer attention, gradient rollout and a ViT CAM."""
-    from fgvc_core.explain.rollout import gradient_rollout
     from fgvc_core.explain.vit_cam import rams_trans_cam
+    from fgvc_core.ops.rollout import gradient_rollout
 
     names, pp = meta.get("classes"), meta.get("preprocess")
     trace = model.trace(x, threshold=options.threshold, original_size=image.size, preprocess=pp)

@@ -10,7 +10,6 @@ from __future__ import annotations
 from fgvc_core._lazy import lazy_exports
 
 _MODULES = {
-    "rollout": ("attention_rollout", "fuse_heads", "fuse_layers", "fused_rollout", "gradient_rollout"),
     "cam": ("StageCamModel", "stage_cams"),
     "vit_cam": ("rams_trans_cam", "tokens_to_grid"),
     "overlay": (
@@ -51,6 +50,11 @@ _MODULES = {
     "plots": ("channel_bars", "heatmap", "sweep_plot", "topk_bar", "training_curves"),
 }
 _EXPORTS = {name: f"{__name__}.{module}" for module, names in _MODULES.items() for name in names}
+_EXPORTS.update(
+    dict.fromkeys(
+        ("attention_rollout", "fuse_heads", "fuse_layers", "fused_rollout", "gradient_rollout"), "fgvc_core.ops.rollout"
+    )
+)
 
 __all__ = sorted(_EXPORTS)
 

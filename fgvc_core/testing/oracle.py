@@ -12,7 +12,7 @@ definition) would; the tests compare our fast paths with them and ``benchmarks/`
 - per-stage Grad-CAM as one single-stage CAM call per stage (3 forwards and 3 backwards);
 - optimizer: SGD with a plain per-parameter loop (``foreach=False``, ``fused=False``).
 
-It imports only from the library's layers below it (``explain.rollout``, ``models``), never from ``tests`` or
+It imports only from the library's layers below it (``ops.rollout``, ``models``), never from ``tests`` or
 ``benchmarks``; ``tests/naive.py`` and ``benchmarks/naive.py`` re-export it under their old names.
 """
 
@@ -27,8 +27,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from scipy import ndimage
 
-from fgvc_core.explain.rollout import fuse_heads
 from fgvc_core.models.base import ModelOutput
+from fgvc_core.ops.rollout import fuse_heads
 
 EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
 

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torchvision.ops import roi_align
 
 from fgvc_core.errors import ConfigError
-from fgvc_core.explain.rollout import HEAD_FUSIONS, QUERIES
+from fgvc_core.ops.rollout import HEAD_FUSIONS, QUERIES
 
 
 @dataclass(frozen=True)

@@ -19,12 +19,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from fgvc_core.errors import ConfigError
-from fgvc_core.explain.rollout import attention_rollout, fused_rollout
 from fgvc_core.models.base import FGVCModel, ModelOutput
 from fgvc_core.models.rams_trans import dppm
 from fgvc_core.models.rams_trans import vit as vitlib
 from fgvc_core.models.rams_trans.trace import RamsTransTrace, Scale1State, ScaleTrace
 from fgvc_core.models.weights import LoadReport
+from fgvc_core.ops.rollout import attention_rollout, fused_rollout
 
 
 def _number(value: Any) -> bool:

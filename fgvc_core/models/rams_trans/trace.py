@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from fgvc_core.explain.rollout import fuse_layers
+from fgvc_core.ops.rollout import fuse_layers
 
 ZOOM_CACHE = 4  # later-scale passes a Scale1State keeps (see Scale1State.zoom)
 

@@ -28,8 +28,8 @@ from timm.layers.drop import DropPath, drop_path
 from timm.models.vision_transformer import Block, VisionTransformer
 
 from fgvc_core.errors import CheckpointError, ConfigError
-from fgvc_core.explain.rollout import fuse_heads
 from fgvc_core.models.weights import MIN_PRETRAINED_FRACTION, LoadReport, load_matching, read_state_dict
+from fgvc_core.ops.rollout import fuse_heads
 
 # What a pass returns besides the tokens:
 #   None           no attention (plain fused pass; training's last scale)

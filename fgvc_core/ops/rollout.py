@@ -6,7 +6,8 @@ row of ``R`` (the CLS row, or the mean of all rows). A row of a product is a row
 ``v ← v·Â_L, v ← v·Â_{L-1}, …`` gives the same scores in O(L·N²) instead of the O(L·N³) matrix chain; this matters
 at 448 px / 16 px patches (N = 785), and it lets the RAMS-Trans threshold slider recompute the rollout instantly.
 
-This module is pure tensor maths (no model, no timm), so that both the DPPM (models) and the app (explain) use it.
+This module is pure tensor maths (no model, no timm) in ``fgvc_core.ops``, below both ``models`` (the DPPM) and
+``explain``/the app, which import it.
 """
 
 from __future__ import annotations
