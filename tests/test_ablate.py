@@ -250,21 +250,66 @@ def test_the_settings_held_out_copy_is_written_once_and_a_foreign_folder_is_refu
 
 def test_a_stashed_run_is_restored_into_a_fresh_out_folder_and_not_retrained(tmp_path, capsys):
     grid, out, stash = _tiny_grid(tmp_path), tmp_path / "out", tmp_path / "stash"
-    args = ["--grid", str(grid), "--seeds", "0", "--only", "a", "--out", str(out), "--stash-dir", str(stash)]
-    assert ablate.main([*args, "--no-progress"]) == 0
+    args = ["--grid", str(grid), "--seeds", "0", "1", "--only", "a", "--out", str(out), "--stash-dir", str(stash)]
+    assert ablate.main([*args, "--seeds", "0", "--no-progress"]) == 0  # seed 1 of variant a not run yet
     (first,) = _rows(out / "runs.csv")
     assert ablate.main([*args, "--stash"]) == 0
-    assert "stashed a/seed0: last.safetensors" in capsys.readouterr().out
-    assert (stash / "a" / "seed0" / "best.safetensors").is_file()
+    assert "stashed a/seed0: ablation_result.json" in capsys.readouterr().out
+    kept = sorted(p.name for p in (stash / "a" / "seed0").iterdir())
+    # finished, but its variant lacks a seed: the record, the logs and the selected weights (the median is unknown)
+    assert kept == sorted([*ablation.FINISHED_FILES, "best.safetensors"])
     shutil.rmtree(out)  # a fresh clone: only the committed stash is left
 
-    assert ablate.main([*args, "--no-progress"]) == 0
+    assert ablate.main([*args, "--seeds", "0", "--no-progress"]) == 0
     log = capsys.readouterr().out
     assert f"restoring the stashed run a/seed0 from {stash / 'a' / 'seed0'}" in log
-    assert "training a/seed0 (resuming from last.safetensors)" in log
+    assert "skipped a/seed0: finished" in log and "training a/seed0" not in log
     (again,) = _rows(out / "runs.csv")
-    assert again["steps"] == first["steps"] == "4"  # the finished training was not run again
-    assert again["test_top1"] == first["test_top1"] and again["val_top1"] == first["val_top1"]
+    assert again == first  # the finished run's numbers come back unchanged, without training or scoring again
+
+    assert ablate.main([*args, "--no-progress"]) == 0  # seed 1 trains; the variant is complete
+    assert ablate.main([*args, "--stash"]) == 0
+    for seed in (0, 1):  # a complete variant stashes no weights: its median ships instead (--ship)
+        assert sorted(p.name for p in (stash / "a" / f"seed{seed}").iterdir()) == sorted(ablation.FINISHED_FILES)
+
+
+def test_ship_writes_the_median_seed_of_each_complete_variant_in_float16(finished_grid, tmp_path):
+    import fgvc_core
+    from fgvc_core.engine.checkpoint import read_meta, read_weights
+
+    grid, out, _ = finished_grid
+    ship = tmp_path / "ship"
+    assert ablate.main([*_args(grid, out), "--ship", "--ship-dir", str(ship)]) == 0
+    rows = _rows(out / "runs.csv")
+    for variant in ("a", "b"):
+        ranked = sorted(
+            (r for r in rows if r["variant"] == variant), key=lambda r: (float(r["test_top1"]), int(r["seed"]))
+        )
+        median = ranked[(len(ranked) - 1) // 2]  # the lower middle of two
+        (shipped,) = (ship / variant).iterdir()
+        assert shipped.name == f"seed{median['seed']}"
+        weights = read_weights(shipped / "best.safetensors")
+        assert {t.dtype for t in weights.values() if t.is_floating_point()} == {__import__("torch").float16}
+        meta = read_meta(shipped / "best.safetensors")
+        assert meta["shipped_as"]["median_of_seeds"] == [0, 1]
+        assert meta["metrics"]["combined_top1"] == pytest.approx(float(median["test_top1"]))
+        model, _ = fgvc_core.load_checkpoint(shipped / "best.safetensors")  # opens like any checkpoint
+        assert model.num_classes == 4
+
+
+def test_claims_are_written_from_the_table_folder(tmp_path, capsys):
+    tables = tmp_path / "tables"
+    tables.mkdir()
+    header = "variant,seed,test_top1\n"
+    rows = "".join(f"{v},{s},{a}\n" for v, vals in {"base": (0.70, 0.72, 0.71), "cram": (0.80, 0.81, 0.83)}.items()
+                   for s, a in enumerate(vals))  # fmt: skip
+    (tables / "cra_table3_runs.csv").write_text(header + rows)
+    assert ablate.main(["--claims", "--table-dir", str(tables)]) == 0
+    text = (tables / "claims.md").read_text()
+    (row,) = [line for line in text.splitlines() if "CRAM beats the multi-stage baseline" in line]
+    assert "**reproduced**" in row and "+10.3" in row
+    (gamma,) = [line for line in text.splitlines() if "γ = 1 is best" in line]
+    assert "**not measured**" in gamma  # no cra_gamma table
 
 
 def test_the_cli_lists_the_named_grids_without_importing_torch_for_help():

@@ -4,12 +4,16 @@ python -m train.ablate --grid cra_table3 --seeds 0 1 2                  # -> run
 python -m train.ablate --grid cra_delta --seeds 0 1 2 --jobs 2          # two runs at a time, one thread each
 python -m train.ablate --grid my_grid.yaml --out runs/ablate/mine --table-dir benchmarks/ablation
 python -m train.ablate --grid cra_table3 --seeds 0 1 2 --stash           # before a session ends (see below)
+python -m train.ablate --grid cra_table3 --seeds 0 1 2 --ship            # median seeds -> checkpoints/ablation
+python -m train.ablate --claims --table-dir benchmarks/ablation          # the papers' claims -> <table-dir>/claims.md
 python -m train.ablate --list                                           # the named grids
 
 Named grids live in train/configs/ablation/ (cra_table3, cra_delta, cra_gamma, rams). Rerun the same command to
 continue: finished runs are skipped, an unfinished one resumes from its last checkpoint. Across sessions on fresh
-clones, ``--stash`` copies every run's resumable files to train/wip_runs/ablate/<grid>/ (to be committed) and a later
-run restores the ones its --out lacks (make_demo's stash, the same files). See docs/ablations.md.
+clones, ``--stash`` copies to train/wip_runs/ablate/<grid>/ (to be committed) the resumable files of every unfinished
+run and the record and logs of every finished one (its weights too while its variant lacks seeds), and a later run
+restores the ones its --out lacks. ``--ship`` writes the median seed of every complete variant, in float16, to
+checkpoints/ablation/<grid>/<variant>/seed<s>/ (what the app's Compare page opens). See docs/ablations.md.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from fgvc_core.errors import FGVCError
 from train import cli_args
 
 WIP = Path(__file__).resolve().parent / "wip_runs" / "ablate"
+SHIPPED = Path(__file__).resolve().parents[1] / "checkpoints" / "ablation"
+TABLES = Path(__file__).resolve().parents[1] / "benchmarks" / "ablation"
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -43,6 +49,12 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help="copy the runs' resumable files to the stash folder and exit")  # fmt: skip
     parser.add_argument("--stash-dir", type=cli_args.output_dir,
                         help="stash folder (default train/wip_runs/ablate/<grid>)")  # fmt: skip
+    parser.add_argument("--ship", action="store_true",
+                        help="write each complete variant's median seed to the ship folder and exit")  # fmt: skip
+    parser.add_argument("--ship-dir", type=cli_args.output_dir,
+                        help="ship folder (default checkpoints/ablation/<grid>)")  # fmt: skip
+    parser.add_argument("--claims", action="store_true",
+                        help="check the papers' claims on --table-dir's tables, write claims.md, exit")  # fmt: skip
     parser.add_argument("--list", action="store_true", help="list the named grids and exit")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar over the runs")
     return parser
@@ -57,9 +69,11 @@ def main(argv: list[str] | None = None) -> int:
         for name in ablation.grid_names():
             print(f"{name}: {', '.join(v.name for v in ablation.load_grid(name).variants)}")
         return 0
-    if not args.grid:
-        parser.error("--grid is required (or --list)")
     command = "python -m train.ablate " + shlex.join(sys.argv[1:] if argv is None else argv)
+    if args.claims:
+        return _claims(Path(args.table_dir or TABLES), command)
+    if not args.grid:
+        parser.error("--grid is required (or --list, --claims)")
     try:
         grid = ablation.load_grid(args.grid)
         out = Path(args.out or Path("runs") / "ablate" / grid.name)
@@ -67,6 +81,9 @@ def main(argv: list[str] | None = None) -> int:
         stash = Path(args.stash_dir or WIP / grid.name)
         if args.stash:
             return _stash(runs, stash)
+        if args.ship:
+            ablation.ship_medians(runs, Path(args.ship_dir or SHIPPED / grid.name))
+            return 0
         _restore(runs, stash)
         for line in ablation.ensure_benchmarks(grid, runs):
             print(line, flush=True)
@@ -85,24 +102,53 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _stash(runs, target: Path) -> int:
+    from fgvc_core.engine.ablation import stash_files
     from train.make_demo import copy_run
 
     for run in runs:
-        if (run.folder / "last.safetensors").is_file():
-            copied = copy_run(run.folder, target / run.variant / f"seed{run.seed}")
-            print(f"stashed {run.name}: {', '.join(copied)}")
+        files = stash_files(run, runs)
+        if files is None and not (run.folder / "last.safetensors").is_file():
+            continue  # not started
+        folder = target / run.variant / f"seed{run.seed}"
+        if files is not None and folder.exists():
+            shutil.rmtree(folder)  # a finished run replaces what an earlier stash of it held (its checkpoints)
+        copied = copy_run(run.folder, folder, files)
+        print(f"stashed {run.name}: {', '.join(copied)}")
+    return 0
+
+
+def _claims(tables: Path, command: str) -> int:
+    from fgvc_core.app.ablation_tables import read_runs_table
+    from fgvc_core.engine.ablation_claims import CLAIMS, check_claims, claims_markdown
+
+    records = {}
+    for grid in dict.fromkeys(c.grid for c in CLAIMS):
+        path = tables / f"{grid}_runs.csv"
+        if path.is_file():
+            try:
+                records[grid] = read_runs_table(path, "tables folder").records
+            except FGVCError as exc:
+                return cli_args.report_error(exc)
+    results = check_claims(records)
+    tables.mkdir(parents=True, exist_ok=True)
+    (tables / "claims.md").write_text(claims_markdown(results, command), encoding="utf-8")
+    for r in results:
+        print(f"{r.claim.paper}: {r.claim.text}: {r.verdict}")
+    print(f"wrote {tables / 'claims.md'}")
     return 0
 
 
 def _restore(runs, source: Path) -> None:
     """Copy stashed runs into run folders that have no checkpoint (a fresh clone); never over a local run."""
+    from fgvc_core.engine.ablation import read_result as ablation_done
     from train.make_demo import copy_run
 
     for run in runs:
         stashed = source / run.variant / f"seed{run.seed}"
-        if not (run.folder / "last.safetensors").exists() and (stashed / "last.safetensors").is_file():
+        local = (run.folder / "last.safetensors").exists() or ablation_done(run.folder)
+        if not local and ((stashed / "last.safetensors").is_file() or ablation_done(stashed)):
             print(f"restoring the stashed run {run.name} from {stashed}")
-            copy_run(stashed, run.folder)
+            copy_run(stashed, run.folder, tuple(sorted(p.name for p in stashed.iterdir() if p.is_file())))
 
 
 def _run(grid, runs, out: Path, args: argparse.Namespace, command: str) -> list[dict]:

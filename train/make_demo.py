@@ -48,10 +48,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def copy_run(source: Path, target: Path) -> list[str]:
-    """Copy the files a run needs to resume from ``source`` to ``target``; returns the names copied."""
+def copy_run(source: Path, target: Path, names: tuple[str, ...] | None = None) -> list[str]:
+    """Copy ``names`` (default: the files a run needs to resume) from ``source`` to ``target``; returns those copied."""
     target.mkdir(parents=True, exist_ok=True)
-    copied = [name for name in RESUMABLE if (source / name).is_file()]
+    copied = [name for name in (names or RESUMABLE) if (source / name).is_file()]
     for name in copied:
         shutil.copy2(source / name, target / name)
     return copied

@@ -27,6 +27,8 @@ from fgvc_core.engine.ablation import METRICS, summarize
 from fgvc_core.errors import FGVCError
 
 RUNS_FILE = "runs.csv"
+COMMITTED_SUFFIX = "_runs.csv"  # train.ablate --table-dir's name: <grid>_runs.csv
+SHIPPED_FOLDER = REPO_ROOT / "checkpoints" / "ablation"  # train.ablate --ship's median seeds, <grid>/<variant>/seed<s>/
 TABLES_ENV = "FGVC_ABLATION_TABLES"
 REQUIRED_COLUMNS = ("variant", "seed", "test_top1")
 # The metrics a chart may draw (fractions in [0, 1]); counts and minutes are left to the table.
@@ -63,8 +65,13 @@ class AblationTable:
 
     @property
     def run_folder(self) -> Path | None:
-        """Where the runs lie (``<variant>/seed<s>/``): the table's folder for a grid's own ``runs.csv``."""
-        return self.path.parent if self.path.name == RUNS_FILE else None
+        """Where the runs lie (``<variant>/seed<s>/``): the table's folder for a grid's own ``runs.csv``; for a
+        committed ``<grid>_runs.csv``, the folder ``train.ablate --ship`` writes the median seeds to."""
+        if self.path.name == RUNS_FILE:
+            return self.path.parent
+        if self.path.name.endswith(COMMITTED_SUFFIX):
+            return SHIPPED_FOLDER / self.path.name[: -len(COMMITTED_SUFFIX)]
+        return None
 
     @property
     def label(self) -> str:

@@ -217,9 +217,11 @@ def run_config(grid: Grid, run: RunSpec) -> dict[str, Any]:
 
 
 def read_result(folder: Path) -> dict[str, Any] | None:
-    """The recorded result of a finished run, or None (not finished, or the record is unreadable)."""
-    if not (folder / "best.safetensors").is_file():
-        return None
+    """The recorded result of a finished run, or None (not finished, or the record is unreadable).
+
+    The record alone marks a run finished (it is written last, atomically, after training and scoring): a run
+    restored from the stash keeps only its record and logs unless its weights are still needed (``stash_files``).
+    """
     try:
         record = json.loads((folder / RESULT_FILE).read_text())
     except (OSError, ValueError):
@@ -296,6 +298,71 @@ def result_record(run: RunSpec, best: Path, explain_limit: int) -> dict[str, Any
         record["crop_recall"] = _mean_of(report, "dppm crop", "recall")
         record["crop_area"] = _mean_of(report, "dppm crop", "area fraction")
     return record
+
+
+# What the stash keeps of a finished run: its record and logs; the selected weights only while the run's variant
+# still lacks seeds (its median is not known yet, see ``ship_medians``). Unfinished runs keep the resumable set.
+# Sidecar keys save_checkpoint writes itself (a shipped copy gets fresh ones).
+SIDECAR_OWN_KEYS = ("format", "format_version", "code_version", "model", "weights")
+FINISHED_FILES = (RESULT_FILE, "best.json", "metrics.csv", "config.yaml", "status.json")
+
+
+def stash_files(run: RunSpec, runs: Sequence[RunSpec]) -> tuple[str, ...] | None:
+    """The files of ``run``'s folder worth stashing (None: the resumable set of an unfinished run)."""
+    if read_result(run.folder) is None:
+        return None
+    same = [r for r in runs if r.variant == run.variant]
+    complete = all(read_result(r.folder) is not None for r in same)
+    return FINISHED_FILES if complete else (*FINISHED_FILES, "best.safetensors")
+
+
+def median_record(records: Sequence[dict[str, Any]], variant: str, metric: str = "test_top1") -> dict | None:
+    """The run of ``variant`` with the median ``metric`` (the lower of an even count; ties by seed), or None."""
+    ranked = sorted(
+        (r for r in records if r["variant"] == variant and not math.isnan(float(r.get(metric, math.nan)))),
+        key=lambda r: (float(r[metric]), int(r["seed"])),
+    )
+    return ranked[(len(ranked) - 1) // 2] if ranked else None
+
+
+def ship_medians(runs: Sequence[RunSpec], target: Path, log: Callable[[str], None] = print) -> list[Path]:
+    """Write the median-seed checkpoint of every complete variant to ``target/<variant>/seed<s>/best.safetensors``.
+
+    Weights go as float16 (a third of the size; the sidecar's metrics are those measured on the float32 run, and
+    ``shipped_as`` says so). A variant with a missing seed, or whose median run's weights are gone, ships nothing;
+    an earlier shipped seed of a variant is removed, so each variant ships exactly one.
+    """
+    import shutil
+
+    import fgvc_core
+
+    written = []
+    for variant in dict.fromkeys(r.variant for r in runs):
+        same = [r for r in runs if r.variant == variant]
+        records = [read_result(r.folder) for r in same]
+        if any(rec is None for rec in records):
+            continue
+        median = median_record(records, variant)
+        run = next((r for r in same if median is not None and r.seed == int(median["seed"])), None)
+        best = run.folder / "best.safetensors" if run is not None else None
+        if best is None or not best.is_file():
+            log(f"not shipped {variant}: the median run's weights are not here")
+            continue
+        folder = Path(target) / variant
+        if folder.exists():
+            shutil.rmtree(folder)
+        out = folder / f"seed{run.seed}" / "best.safetensors"
+        out.parent.mkdir(parents=True)
+        model, meta = fgvc_core.load_checkpoint(best)
+        keep = {
+            k: v for k, v in meta.items() if k not in ("format", "format_version", "code_version", "model", "weights")
+        }
+        keep["shipped_as"] = {"dtype": "float16", "from": f"{variant}/seed{run.seed}", "metrics_measured_in": "float32",
+                              "median_of_seeds": sorted(int(r["seed"]) for r in records)}  # fmt: skip
+        fgvc_core.save_checkpoint(model, out, keep, dtype="float16")
+        log(f"shipped {variant}: seed {run.seed} (median test top-1 {_pct(float(median['test_top1']))} %) -> {out}")
+        written.append(out)
+    return written
 
 
 def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
