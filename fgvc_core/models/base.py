@@ -2,13 +2,13 @@
 
 Like timm's models, each model keeps ``forward`` simple; unlike them, it has several heads (scales or stages),
 a combined test-time prediction, a training loss with auxiliary terms, and a ``trace`` that returns every
-intermediate artefact as a frozen dataclass without leaving hooks behind.
+intermediate artefact as a frozen dataclass without leaving hooks behind. Every trace satisfies :class:`Trace`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import torch
 import torch.nn as nn
@@ -29,11 +29,60 @@ class ModelOutput:
     aux: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
+class ExplanationMap(NamedTuple):
+    """A model's default explanation map of one traced image.
+
+    Attributes:
+        map: ``(H, W)`` float tensor over the network input, in its pixels, finite, in [0, 1] (max-normalised).
+        name: what the map is (the spec's ``default_map``, e.g. ``"attention rollout (scale 1)"``).
+    """
+
+    map: torch.Tensor
+    name: str
+
+
+@runtime_checkable
+class Trace(Protocol):
+    """What every model's ``trace`` returns, whatever else it carries (scales, stages...).
+
+    Attributes:
+        probs: the combined prediction ``(B, K)``, equal to ``model.predict(x)``.
+        head_probs: per head (``model.head_names``), the head's softmax ``(B, K)``.
+        cache: the reusable intermediate state: ``model.trace(x, <new options>, cache=trace.cache)`` recomputes
+            only what those options change.
+    """
+
+    probs: torch.Tensor
+
+    @property
+    def head_probs(self) -> dict[str, torch.Tensor]: ...
+
+    @property
+    def cache(self) -> Any: ...
+
+    def default_map(self, row: int = 0) -> ExplanationMap:
+        """The model's default explanation map of image ``row``, resampled to the network input's pixels."""
+        ...
+
+
+def to_input_pixels(grid_map: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """A ``(h, w)`` map bilinearly resampled to ``size`` ``(H, W)`` and max-normalised to [0, 1] (float32, CPU).
+
+    A constant map stays constant (all zeros if it is zero everywhere), never NaN.
+    """
+    resized = torch.nn.functional.interpolate(
+        grid_map.detach().float().cpu()[None, None], size=tuple(size), mode="bilinear", align_corners=False
+    )[0, 0]
+    resized = resized - resized.min()
+    peak = resized.max()
+    return resized / peak if peak > 0 else resized
+
+
 class FGVCModel(nn.Module):
     """Base class: subclasses implement ``forward``, ``loss`` and ``trace``.
 
     Attributes set by subclasses:
-        model_name: the registry name (``"rams_trans"`` / ``"cra_smra"``).
+        model_name: the registry name (``fgvc_core.models.registry.get_spec(model_name)`` describes the model).
         head_names: keys of ``ModelOutput.logits``.
         config: plain build options such that ``build_model(model_name, **config)`` rebuilds the same
             architecture (``pretrained`` is never stored: a checkpoint carries the weights itself).
@@ -66,5 +115,10 @@ class FGVCModel(nn.Module):
         """
         return self.forward(x).probs
 
-    def trace(self, x: torch.Tensor, **overrides: Any):  # pragma: no cover - abstract
+    def trace(self, x: torch.Tensor, cache: Any = None, **overrides: Any) -> Trace:  # pragma: no cover - abstract
+        """Every intermediate artefact of an eval-behaviour pass, with options overridden for this call only.
+
+        ``cache`` is an earlier trace's ``.cache`` of the same input on this model: only what the overrides change
+        is recomputed. Never changes the model (no hooks, attribute writes or mode flips).
+        """
         raise NotImplementedError

@@ -25,21 +25,10 @@ MAX_HEADS = 256
 MAX_MLP_RATIO = 16.0
 MAX_TEXT = 100  # a backbone or choice name
 
-# The architecture options of each builder (its keyword arguments minus ``pretrained``); a test keeps them in sync.
-CHECKPOINT_OPTIONS: dict[str, frozenset[str]] = {
-    "rams_trans": frozenset(
-        {
-            "backbone", "img_size", "patch_size", "num_scales", "scale_loss_weights", "threshold", "head_fusion",
-            "discard_ratio", "rollout_query", "start_layer", "drop_rate", "vit_kwargs", "patch_embed",
-        }
-    ),
-    "cra_smra": frozenset(
-        {
-            "backbone", "variant", "delta", "omega", "reduction", "conv_channels", "conv_mid_channels", "head_hidden",
-            "alpha", "beta", "gamma", "smram_resize", "suppress_from",
-        }
-    ),
-}  # fmt: skip
+# The architecture options of each builder (its keyword arguments minus ``pretrained``), by model name. Each
+# model's ``ModelSpec.checkpoint_options`` fills it when the registry registers the model; a test keeps each set in
+# sync with its builder's signature.
+CHECKPOINT_OPTIONS: dict[str, frozenset[str]] = {}
 
 # timm VisionTransformer keywords a RAMS-Trans checkpoint may carry: numbers and switches only, so nothing in
 # vit_kwargs can name a file, a layer class or a hub entry.
@@ -51,23 +40,9 @@ VIT_KWARGS = frozenset(
     }
 )  # fmt: skip
 
-# (option path, lowest, highest) for every size a sidecar sets; each number in a list value is checked.
-_CAPS: dict[str, tuple[tuple[str, float, float], ...]] = {
-    "rams_trans": (
-        ("img_size", 1, MAX_IMG_SIZE),
-        ("patch_size", 1, MAX_IMG_SIZE),
-        ("vit_kwargs.embed_dim", 1, MAX_WIDTH),
-        ("vit_kwargs.depth", 1, MAX_DEPTH),
-        ("vit_kwargs.num_heads", 1, MAX_HEADS),
-        ("vit_kwargs.mlp_ratio", 0, MAX_MLP_RATIO),
-    ),
-    "cra_smra": (
-        ("reduction", 1, MAX_WIDTH),
-        ("conv_channels", 1, MAX_WIDTH),
-        ("conv_mid_channels", 1, MAX_WIDTH),
-        ("head_hidden", 1, MAX_WIDTH),
-    ),
-}
+# (option path, lowest, highest) for every size a sidecar sets, by model name (from ``ModelSpec.size_caps``); each
+# number in a list value is checked.
+SIZE_CAPS: dict[str, tuple[tuple[str, float, float], ...]] = {}
 
 _FILE_WORDS = ("path", "file", "pretrained", "checkpoint", "cfg", "url", "hub", "dir")
 
@@ -147,7 +122,7 @@ def check_checkpoint_config(name: str, config: Mapping[str, Any]) -> dict[str, A
     for key, value in options.items():
         _check_key(f"model.config.{key}", key, allowed)
         _check_value(f"model.config.{key}", value)
-    for dotted, low, high in _CAPS.get(name, ()):
+    for dotted, low, high in SIZE_CAPS.get(name, ()):
         for number in _numbers_at(options, dotted):
             if not low <= number <= high:
                 raise ConfigError(f"model.config.{dotted} {number!r} is outside the limits [{low}, {high}]")
