@@ -37,14 +37,19 @@ def ccmp(maps: torch.Tensor) -> torch.Tensor:
     return maps.amax(dim=1)
 
 
+def ccmp_spread(maps: torch.Tensor) -> torch.Tensor:
+    """``h = Σ_pixels CCMP(maps)`` per image, (B, K, h, w) -> (B,): 1 when the K maps coincide, K when disjoint."""
+    return ccmp(maps).flatten(1).sum(dim=1)
+
+
 def diversity_loss(maps: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
-    """``L_div = 1 - h / ε`` with ``h = Σ_pixels CCMP(maps)`` and ε = K maps (3 here).
+    """``L_div = 1 - h / ε`` with ``h = Σ_pixels CCMP(maps)`` (:func:`ccmp_spread`) and ε = K maps (3 here).
 
     Args:
         maps: (B, K, h, w) spatial softmax maps (each sums to 1 over its pixels).
         reduction: ``"mean"`` over the batch (the loss), or ``"none"`` for (B,).
     """
-    spread = ccmp(maps).flatten(1).sum(dim=1)
+    spread = ccmp_spread(maps)
     per_image = 1.0 - spread / maps.shape[1]
     if reduction == "none":
         return per_image

@@ -12,6 +12,8 @@ from typing import NamedTuple
 
 import torch
 
+from fgvc_core.models.cra_smra import smram
+
 # δ at or below 1/e suppresses every channel of every image (see StageTrace.all_suppressed_delta).
 ALL_SUPPRESSED_DELTA = math.exp(-1)
 
@@ -152,6 +154,16 @@ class CraSmraTrace:
             if stage.stage == number:
                 return stage
         raise KeyError(f"no CRAM stage {number}; stages are {[s.stage for s in self.stages]}")
+
+    @property
+    def ccmp(self) -> torch.Tensor | None:
+        """CCMP of the SMRAM maps (B, h, w): their max over stages 3, 4, 5 at each pixel; None without SMRAM."""
+        return None if self.smram_maps is None else smram.ccmp(self.smram_maps)
+
+    @property
+    def ccmp_spread(self) -> torch.Tensor | None:
+        """``h = Σ_pixels CCMP`` per image (B,): 1 when the stage maps coincide, 3 when disjoint; None without SMRAM."""
+        return None if self.smram_maps is None else smram.ccmp_spread(self.smram_maps)
 
 
 def to_cpu(t: torch.Tensor | None) -> torch.Tensor | None:

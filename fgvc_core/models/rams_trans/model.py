@@ -22,9 +22,8 @@ from fgvc_core.errors import ConfigError
 from fgvc_core.models.base import FGVCModel, ModelOutput
 from fgvc_core.models.rams_trans import dppm
 from fgvc_core.models.rams_trans import vit as vitlib
-from fgvc_core.models.rams_trans.trace import RamsTransTrace, Scale1State, ScaleTrace
+from fgvc_core.models.rams_trans.trace import RamsTransTrace, Scale1State, ScaleTrace, rollout_scores
 from fgvc_core.models.weights import LoadReport
-from fgvc_core.ops.rollout import attention_rollout, fused_rollout
 
 
 def _number(value: Any) -> bool:
@@ -203,11 +202,7 @@ class RamsTrans(FGVCModel):
 
     def _propose(self, attentions, opts: dppm.DPPMOptions, scale: int, head_fusion: str) -> tuple[torch.Tensor, Any]:
         """Rollout + DPPM box; ``attentions`` is per-layer ``(B, H, N, N)`` or a :class:`Scale1State`."""
-        if isinstance(attentions, Scale1State):
-            fused = attentions.fused_attention(head_fusion)
-            scores = fused_rollout(fused, opts.discard_ratio, opts.query, opts.start_layer)
-        else:
-            scores = attention_rollout(attentions, head_fusion, opts.discard_ratio, opts.query, opts.start_layer)
+        scores = rollout_scores(attentions, head_fusion, opts.discard_ratio, opts.query, opts.start_layer)
         proposal = dppm.propose(scores, self._grid, self._patch, opts.threshold(scale))
         return scores.view(-1, *self._grid), proposal
 

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from fgvc_core.ops.rollout import fuse_layers
+from fgvc_core.ops.rollout import attention_rollout, fuse_layers, fused_rollout
 
 ZOOM_CACHE = 4  # later-scale passes a Scale1State keeps (see Scale1State.zoom)
 
@@ -93,6 +93,19 @@ class Scale1State:
         return fused
 
 
+def rollout_scores(
+    source: Scale1State | Sequence[torch.Tensor], head_fusion: str, discard_ratio: float, query: str, start_layer: int
+) -> torch.Tensor:
+    """The DPPM's rollout ``(B, N - 1)`` of one scale: the one choice of how it is computed, for the model and the app.
+
+    From a :class:`Scale1State` the kept head-fused maps are reused (only the O(L·N²) chain reruns); from per-layer
+    attention ``(B, H, N, N)`` the heads are fused first. Both give the same scores for the same attention.
+    """
+    if isinstance(source, Scale1State):
+        return fused_rollout(source.fused_attention(head_fusion), discard_ratio, query, start_layer)
+    return attention_rollout(source, head_fusion, discard_ratio, query, start_layer)
+
+
 @dataclass(frozen=True)
 class RamsTransTrace:
     """A full RAMS-Trans trace: per-scale artefacts, the combined prediction and the options used."""
@@ -105,3 +118,14 @@ class RamsTransTrace:
     @property
     def logits(self) -> dict[str, torch.Tensor]:
         return {scale.head_name: scale.logits for scale in self.scales}
+
+    def rollout_with(
+        self, scale: int, head_fusion: str, discard_ratio: float, rollout_query: str, start_layer: int
+    ) -> torch.Tensor:
+        """Scale ``scale``'s rollout ``(B, gh, gw)`` under other rollout options, computed as the proposal computes it.
+
+        With the options the trace used this equals ``scales[scale].rollout``; scale 1 reuses the cached fused maps.
+        """
+        source = self.cache if scale == 0 else self.scales[scale].attentions
+        grid = tuple(self.scales[scale].rollout.shape[-2:])
+        return rollout_scores(source, head_fusion, discard_ratio, rollout_query, start_layer).view(-1, *grid)
