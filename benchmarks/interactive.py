@@ -247,7 +247,7 @@ def bench_rollout(setup: Setup, repeats: int, warmup: int, report: Report) -> No
 
 def bench_cam(setup: Setup, repeats: int, warmup: int, report: Report, model: torch.nn.Module) -> None:
     """``stage_cams`` for stages 3-5 in one pass vs one single-stage call per stage."""
-    from fgvc_core.explain.cam import stage_cams
+    from fgvc_core.explain.attribution.cam import stage_cams
 
     x = torch.randn(1, 3, setup.cra_size, setup.cra_size)
     fns = {

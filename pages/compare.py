@@ -22,8 +22,8 @@ from fgvc_core.app.models import LoadedModel, load_model
 from fgvc_core.app.settings import MODEL_TITLES
 from fgvc_core.app.sidebar import Selection, render_sidebar
 from fgvc_core.app.views import image_with_download, prediction_line, timing_caption
-from fgvc_core.explain.cam import CAM_METHODS
-from fgvc_core.explain.figure_utils import format_prob
+from fgvc_core.explain.attribution.cam import CAM_METHODS
+from fgvc_core.explain.rendering.figure_utils import format_prob
 
 
 def target_text(selection: Selection, loaded: LoadedModel, probs) -> tuple[int, str]:

@@ -20,10 +20,10 @@ from fgvc_core.app.map_panels import fixed_scale_overlay
 from fgvc_core.app.models import LoadedModel
 from fgvc_core.app.sidebar import render_sidebar
 from fgvc_core.app.views import figure_download, headline, input_note, plotly, slug, timing_caption
-from fgvc_core.explain.figure_cra import CHANNEL_SOURCES, channel_maps, channel_order
-from fgvc_core.explain.figure_utils import batch_row, display_image
-from fgvc_core.explain.figures import channel_maps_figure, cram_channels_figure
-from fgvc_core.explain.plots import SUPPRESSED_COLOR, channel_bars, heatmap, topk_bar
+from fgvc_core.explain.rendering.figure_cra import CHANNEL_SOURCES, channel_maps, channel_order
+from fgvc_core.explain.rendering.figure_utils import batch_row, display_image
+from fgvc_core.explain.rendering.figures import channel_maps_figure, cram_channels_figure
+from fgvc_core.explain.rendering.plots import SUPPRESSED_COLOR, channel_bars, heatmap, topk_bar
 from fgvc_core.models.cra_smra.trace import ALL_SUPPRESSED_DELTA
 
 STAGES = (3, 4, 5)

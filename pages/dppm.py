@@ -24,8 +24,8 @@ from fgvc_core.app.views import (
     timing_caption,
     top_classes,
 )
-from fgvc_core.explain.figure_utils import batch_row, format_prob
-from fgvc_core.explain.figures import dppm_figure
+from fgvc_core.explain.rendering.figure_utils import batch_row, format_prob
+from fgvc_core.explain.rendering.figures import dppm_figure
 
 ALPHA_RANGE = (0.5, 3.0)
 

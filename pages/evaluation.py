@@ -12,8 +12,8 @@ from fgvc_core.app.evaluation_cache import Evaluation, cache_file, evaluate, loa
 from fgvc_core.app.guard import guarded
 from fgvc_core.app.settings import MODEL_KINDS, MODEL_TITLES
 from fgvc_core.app.sidebar import INDEX_KEY, SOURCE_KEY, SOURCES, Selection, render_sidebar
-from fgvc_core.explain import confusion
-from fgvc_core.explain.figure_utils import format_prob
+from fgvc_core.explain.rendering.figure_utils import format_prob
+from fgvc_core.explain.scoring import confusion
 
 GALLERY_LIMIT = 24
 COLUMNS = 6

@@ -13,12 +13,12 @@ from fgvc_core.app.map_panels import fixed_scale_overlay, map_panel
 from fgvc_core.app.models import LoadedModel
 from fgvc_core.app.sidebar import Selection, render_sidebar
 from fgvc_core.app.views import figure_download, image_with_download, input_note, plotly, slug, timing_caption
-from fgvc_core.explain.cam import CAM_METHODS
-from fgvc_core.explain.figure_utils import batch_row, display_image
-from fgvc_core.explain.figures import rollout_figure, smram_figure
-from fgvc_core.explain.map_readout import shared_scale, top_region_iou
-from fgvc_core.explain.plots import heatmap
-from fgvc_core.explain.vit_cam import CAM_METHODS as VIT_CAM_METHODS
+from fgvc_core.explain.attribution.cam import CAM_METHODS
+from fgvc_core.explain.attribution.vit_cam import CAM_METHODS as VIT_CAM_METHODS
+from fgvc_core.explain.rendering.figure_utils import batch_row, display_image
+from fgvc_core.explain.rendering.figures import rollout_figure, smram_figure
+from fgvc_core.explain.rendering.plots import heatmap
+from fgvc_core.explain.scoring.map_readout import shared_scale, top_region_iou
 
 MANY_PASS = {"scorecam": "one forward pass per channel of each stage layer"}
 OVERLAP_FRACTION = 0.2

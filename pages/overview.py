@@ -12,11 +12,11 @@ from fgvc_core.app.settings import MODEL_KINDS, MODEL_TITLES
 from fgvc_core.app.sidebar import Selection, render_sidebar
 from fgvc_core.app.views import figure_download, headline, input_note, model_facts, plotly, prediction_line, slug
 from fgvc_core.data.transforms import input_box_to_original, kept_fraction
-from fgvc_core.explain.agreement import map_agreement
-from fgvc_core.explain.figure_utils import batch_row, display_image, format_prob
-from fgvc_core.explain.figures import prediction_figure
-from fgvc_core.explain.overlay import draw_boxes, overlay_heatmap
-from fgvc_core.explain.plots import topk_bar
+from fgvc_core.explain.rendering.figure_utils import batch_row, display_image, format_prob
+from fgvc_core.explain.rendering.figures import prediction_figure
+from fgvc_core.explain.rendering.overlay import draw_boxes, overlay_heatmap
+from fgvc_core.explain.rendering.plots import topk_bar
+from fgvc_core.explain.scoring.agreement import map_agreement
 
 
 def head_probabilities(kind: str, trace) -> dict:

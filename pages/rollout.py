@@ -13,9 +13,9 @@ from fgvc_core.app.models import LoadedModel
 from fgvc_core.app.session import cached, timed
 from fgvc_core.app.sidebar import Selection, render_sidebar
 from fgvc_core.app.views import download_png, figure_download, image_with_download, input_note, slug, timing_caption
-from fgvc_core.explain.figure_utils import batch_row
-from fgvc_core.explain.figures import attention_layers_figure, rollout_figure
-from fgvc_core.explain.overlay import figure_to_png_bytes
+from fgvc_core.explain.rendering.figure_utils import batch_row
+from fgvc_core.explain.rendering.figures import attention_layers_figure, rollout_figure
+from fgvc_core.explain.rendering.overlay import figure_to_png_bytes
 from fgvc_core.ops.rollout import HEAD_FUSIONS, QUERIES, attention_rollout, fused_rollout, gradient_rollout
 
 QUERY_LABELS = {"cls": "CLS row (paper)", "mean": "mean of all rows (official code)"}

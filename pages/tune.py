@@ -27,8 +27,8 @@ from fgvc_core.app.training import (
 from fgvc_core.app.views import plotly, timing_caption
 from fgvc_core.engine.config import load_config
 from fgvc_core.errors import FGVCError
-from fgvc_core.explain.cam import CAM_METHODS
-from fgvc_core.explain.plots import sweep_plot, training_curves
+from fgvc_core.explain.attribution.cam import CAM_METHODS
+from fgvc_core.explain.rendering.plots import sweep_plot, training_curves
 from fgvc_core.models.cra_smra.trace import ALL_SUPPRESSED_DELTA
 
 SWEEP_KEY, RUN_KEY, SEEN_KEY = "_fgvc_delta_sweep", "_fgvc_train_run", "_fgvc_seen"

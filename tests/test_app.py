@@ -22,7 +22,7 @@ from fgvc_core.app import checkpoints as ckpts
 from fgvc_core.app import sweeps, training
 from fgvc_core.app.settings import app_paths
 from fgvc_core.errors import CheckpointError, ConfigError
-from fgvc_core.explain.cam import stage_cams
+from fgvc_core.explain.attribution.cam import stage_cams
 from tests.app_fixtures import app_environment, sample_box
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
@@ -221,7 +221,7 @@ def test_gradcam_method_target_and_delta_give_the_core_maps(env):
     assert any(target_name in m.value for m in at.markdown)
     assert metric(at, "L_div = 1 − h/3") == f"{float(model.trace(x, delta=0.6).l_div_per_image[0]):.4f}"
     # The ViT CAM below uses the same target (finercam is CNN-only there: Grad-CAM with a note).
-    from fgvc_core.explain.vit_cam import rams_trans_cam
+    from fgvc_core.explain.attribution.vit_cam import rams_trans_cam
 
     rams, _, xr = model_and_input(env, "rams_trans", at)
     vit = rams_trans_cam(rams, xr, target=2, method="gradcam")[0]
@@ -375,7 +375,7 @@ def test_delta_sweep_equals_per_image_full_passes(env):
             correct.append(int(model.trace(x, delta=delta).probs.argmax()) == label)
             cam = stage_cams(model, x, delta=delta, stages=(5,))[5][0]
             r, c = peak_cell(cam)
-            boxes = fgvc_core.explain.metrics.part_boxes_to_input(
+            boxes = fgvc_core.explain.scoring.metrics.part_boxes_to_input(
                 dataset.annotation(i).deciding_boxes.numpy(), image.size, meta["preprocess"]
             )
             px, py = c + 0.5, r + 0.5

@@ -20,8 +20,8 @@ from fgvc_core.app import ablation_tables
 from fgvc_core.app.map_panels import peak_words
 from fgvc_core.app.settings import app_paths
 from fgvc_core.engine.ablation import RUN_COLUMNS
-from fgvc_core.explain.cam import stage_cams
-from fgvc_core.explain.map_readout import peak_readout
+from fgvc_core.explain.attribution.cam import stage_cams
+from fgvc_core.explain.scoring.map_readout import peak_readout
 from tests.app_fixtures import (
     CRA_SIZE,
     NUM_CLASSES,

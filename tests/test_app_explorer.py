@@ -18,7 +18,7 @@ import fgvc_core
 from fgvc_core.app.datasets import choose_dataset, class_mismatch, ground_truth
 from fgvc_core.app.evaluation_cache import label_map
 from fgvc_core.errors import DatasetError
-from fgvc_core.explain import confusion
+from fgvc_core.explain.scoring import confusion
 from tests.app_fixtures import environment, sample_box, write_app_env, write_cub_checkpoint
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
@@ -287,7 +287,7 @@ def naive_top(values, fraction):
 
 
 def test_map_agreement_matches_a_naive_recomputation():
-    from fgvc_core.explain.agreement import map_agreement, resample
+    from fgvc_core.explain.scoring.agreement import map_agreement, resample
 
     rng = np.random.default_rng(1)
     a = rng.random((14, 14))
@@ -303,7 +303,7 @@ def test_map_agreement_matches_a_naive_recomputation():
 
 
 def test_resample_keeps_a_constant_map_and_refuses_a_non_map():
-    from fgvc_core.explain.agreement import map_agreement, resample
+    from fgvc_core.explain.scoring.agreement import map_agreement, resample
 
     assert np.allclose(resample(np.full((3, 5), 0.4), (8, 8)), 0.4)
     assert np.isnan(map_agreement(np.ones((4, 4)), np.eye(4)).spearman)
@@ -312,8 +312,8 @@ def test_resample_keeps_a_constant_map_and_refuses_a_non_map():
 
 
 def test_overview_shows_both_maps_and_their_core_agreement(env):
-    from fgvc_core.explain.agreement import map_agreement
-    from fgvc_core.explain.cam import stage_cams
+    from fgvc_core.explain.attribution.cam import stage_cams
+    from fgvc_core.explain.scoring.agreement import map_agreement
 
     at = open_app()
     ckpt = Path(env["FGVC_CHECKPOINT_DIR"])
@@ -340,9 +340,9 @@ def image_captions(at: AppTest) -> list[str]:
 
 
 def test_parts_toggle_draws_the_deciding_parts_and_says_whether_each_stage_peak_hits(env):
-    from fgvc_core.explain import metrics
-    from fgvc_core.explain.cam import stage_cams
-    from fgvc_core.explain.evaluation import ground_truth_boxes
+    from fgvc_core.explain.attribution.cam import stage_cams
+    from fgvc_core.explain.scoring import metrics
+    from fgvc_core.explain.scoring.evaluation import ground_truth_boxes
 
     at = open_app()
     switch(at, "gradcam")
@@ -377,7 +377,7 @@ def naive_boxes_in_frame(boxes, crop, size):
 
 
 def test_boxes_in_frame_and_peak_readout_match_naive_geometry():
-    from fgvc_core.explain.map_readout import boxes_in_frame, peak_readout
+    from fgvc_core.explain.scoring.map_readout import boxes_in_frame, peak_readout
 
     boxes = np.array([[10.0, 20.0, 8.0, 6.0], [0.0, 0.0, 4.0, 4.0], [60.0, 60.0, 10.0, 10.0]])
     crop = (8.0, 16.0, 40.0, 48.0)  # a 32 px crop resized to 64 px: scale 2
@@ -393,15 +393,15 @@ def test_boxes_in_frame_and_peak_readout_match_naive_geometry():
 
 
 def hit_word(model_map, boxes, frame):
-    from fgvc_core.explain import metrics
+    from fgvc_core.explain.scoring import metrics
 
     hit = bool(metrics.pointing_game(np.asarray(model_map)[None], [boxes], image_size=frame)[0])
     return "hits a deciding part" if hit else "misses every deciding part"
 
 
 def demo_rams_input(env, at):
-    from fgvc_core.explain import metrics
-    from fgvc_core.explain.evaluation import ground_truth_boxes
+    from fgvc_core.explain.scoring import metrics
+    from fgvc_core.explain.scoring.evaluation import ground_truth_boxes
 
     index = sample_box(at).value
     dataset = fgvc_core.build_dataset("synth", env["FGVC_DATA_ROOT"], "test")
@@ -430,7 +430,7 @@ def test_parts_toggle_on_the_rollout_and_dppm_panels_says_whether_the_rollout_pe
 
 
 def test_parts_toggle_on_the_vit_cam_panel(env):
-    from fgvc_core.explain.vit_cam import rams_trans_cam
+    from fgvc_core.explain.attribution.vit_cam import rams_trans_cam
 
     at = open_app()
     switch(at, "gradcam")
@@ -461,7 +461,7 @@ def naive_quantile(values, q):
 
 def test_calibrate_threshold_is_the_naive_5th_percentile_and_refuses_nonsense():
     from fgvc_core.errors import ConfigError
-    from fgvc_core.explain.ood import calibrate_threshold, is_unfamiliar
+    from fgvc_core.explain.scoring.ood import calibrate_threshold, is_unfamiliar
 
     values = list(np.random.default_rng(3).uniform(0.2, 1.0, 37))
     assert calibrate_threshold(values) == pytest.approx(naive_quantile(values, 0.05))
@@ -555,7 +555,7 @@ def test_an_animated_upload_says_frame_0_is_used(env):
 
 def test_a_map_of_a_near_zero_class_says_so_and_stage_overlap_is_the_naive_iou():
     from fgvc_core.app.map_panels import probability_words
-    from fgvc_core.explain.map_readout import top_region_iou
+    from fgvc_core.explain.scoring.map_readout import top_region_iou
 
     assert probability_words(0.004, "Red").startswith(" · p(Red) 0.4% · the model gives this class almost no")
     assert "almost no" not in probability_words(0.2, "Red")
@@ -593,7 +593,7 @@ def test_omega_0_draws_S_as_dots_at_0_on_a_fixed_axis_instead_of_an_empty_panel(
 # ------------------------------------------------------------------------------------ shared CAM colour scale
 def naive_raw_gradcams(model, x) -> dict[int, np.ndarray]:
     """Grad-CAM written out: ReLU(Σ_c mean(∂y/∂A_c) · A_c) on each stage's tap, for the combined prediction."""
-    from fgvc_core.explain.cam import StageCamModel
+    from fgvc_core.explain.attribution.cam import StageCamModel
 
     wrapper = StageCamModel(model, (3, 4, 5))
     with torch.enable_grad():
@@ -611,7 +611,7 @@ def naive_raw_gradcams(model, x) -> dict[int, np.ndarray]:
 def test_shared_stage_cams_are_the_raw_maps_over_one_common_max_and_the_default_is_unchanged():
     import cv2
 
-    from fgvc_core.explain.cam import stage_cams
+    from fgvc_core.explain.attribution.cam import stage_cams
     from tests.app_fixtures import CRA_SIZE, tiny_cra
 
     model = tiny_cra(0).eval()
@@ -637,7 +637,7 @@ def test_shared_stage_cams_are_the_raw_maps_over_one_common_max_and_the_default_
 
 
 def test_the_gradcam_shared_scale_toggle_shows_each_stage_peak_over_the_common_max(env):
-    from fgvc_core.explain.cam import stage_cams
+    from fgvc_core.explain.attribution.cam import stage_cams
 
     at = open_app("gradcam")
     index = sample_box(at).value

@@ -190,15 +190,15 @@ def test_importing_a_cli_imports_no_heavy_library(module):
 
 
 def test_importing_an_explain_submodule_does_not_scan_the_others():
-    code = (f"import sys; from fgvc_core.explain import plots; import fgvc_core.explain as E; E.pointing_game; "
-            f"print(' '.join(m for m in {HEAVY!r} if m in sys.modules))")  # fmt: skip
+    code = (f"import sys; from fgvc_core.explain.rendering import plots; import fgvc_core.explain as E; "
+            f"E.pointing_game; print(' '.join(m for m in {HEAVY!r} if m in sys.modules))")  # fmt: skip
     loaded = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert not {"pytorch_grad_cam", "sklearn", "streamlit", "timm"} & set(loaded.stdout.split())
 
 
 def test_explain_names_are_served_from_one_table_and_unknown_names_fail_at_once():
     import fgvc_core.explain as E
-    from fgvc_core.explain import metrics, perturbation
+    from fgvc_core.explain.scoring import metrics, perturbation
 
     assert E.road_scores is perturbation.road_scores and E.pointing_game is metrics.pointing_game
     assert set(E.__all__) <= set(dir(E))

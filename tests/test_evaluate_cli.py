@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import fgvc_core
-from fgvc_core.explain import metrics
-from fgvc_core.explain.evaluation import evaluate_explanations, ground_truth_boxes
+from fgvc_core.explain.scoring import metrics
+from fgvc_core.explain.scoring.evaluation import evaluate_explanations, ground_truth_boxes
 from train import evaluate
 
 

@@ -10,8 +10,8 @@ import torch
 from scipy.ndimage import gaussian_filter
 
 from fgvc_core.errors import ConfigError
-from fgvc_core.explain import metrics as M
-from fgvc_core.explain import perturbation as P
+from fgvc_core.explain.scoring import metrics as M
+from fgvc_core.explain.scoring import perturbation as P
 from tests.naive import naive_bilinear
 
 # ------------------------------------------------------------------------------------------ naive helpers

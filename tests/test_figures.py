@@ -13,8 +13,8 @@ from PIL import Image
 import fgvc_core
 from fgvc_core.data.transforms import denormalize, preprocess_config
 from fgvc_core.errors import ConfigError
-from fgvc_core.explain import figures, plots
-from fgvc_core.explain.overlay import figure_to_png_bytes
+from fgvc_core.explain.rendering import figures, plots
+from fgvc_core.explain.rendering.overlay import figure_to_png_bytes
 
 NAMES = ["alpha", "beta", "gamma", "delta"]
 PRE = preprocess_config("demo", 32)

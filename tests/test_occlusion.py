@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from fgvc_core.explain.occlusion import background_patches, occlude_boxes
+from fgvc_core.explain.scoring.occlusion import background_patches, occlude_boxes
 
 
 def test_occlude_fills_exactly_the_pixels_whose_centre_is_inside():

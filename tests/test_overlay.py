@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from fgvc_core.errors import ConfigError
-from fgvc_core.explain import overlay as O
+from fgvc_core.explain.rendering import overlay as O
 from tests.naive import naive_bilinear
 
 JET_LOW, JET_HIGH = (0, 0, 128), (128, 0, 0)  # OpenCV's COLORMAP_JET at 0 (dark blue) and 255 (dark red), RGB

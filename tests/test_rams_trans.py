@@ -292,7 +292,7 @@ def test_attention_gradients_match_timm_unfused_path_and_leave_no_grad():
 def test_vit_cam_matches_a_hand_made_grad_cam_and_leaves_the_model_alone():
     import cv2
 
-    from fgvc_core.explain.vit_cam import rams_trans_cam
+    from fgvc_core.explain.attribution.vit_cam import rams_trans_cam
 
     model = tiny()
     x = torch.randn(2, 3, 32, 32)

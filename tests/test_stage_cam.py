@@ -12,7 +12,7 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 from fgvc_core import build_model
 from fgvc_core.errors import ConfigError
-from fgvc_core.explain.cam import CAM_METHODS, StageCamModel, stage_cams
+from fgvc_core.explain.attribution.cam import CAM_METHODS, StageCamModel, stage_cams
 
 SIZE = 96
 

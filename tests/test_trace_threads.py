@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from fgvc_core.explain.cam import stage_cams
-from fgvc_core.explain.vit_cam import rams_trans_cam
+from fgvc_core.explain.attribution.cam import stage_cams
+from fgvc_core.explain.attribution.vit_cam import rams_trans_cam
 from fgvc_core.ops.rollout import gradient_rollout
 from tests.app_fixtures import CRA_SIZE, RAMS_SIZE, tiny_cra, tiny_rams
 

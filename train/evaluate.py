@@ -55,7 +55,7 @@ def format_classification(report: dict) -> str:
 
 
 def format_explanations(report: dict) -> str:
-    from fgvc_core.explain.metrics import format_summary
+    from fgvc_core.explain.scoring.metrics import format_summary
 
     lines = [f"explanations: {report['map']} on {report['images']} images (chance {report['chance']:.1%})"]
     for key, summary in report.items():
@@ -82,7 +82,7 @@ def main(args: argparse.Namespace) -> int:
                                                    device, "none")}  # fmt: skip
         print(format_classification(report["classification"]))
         if args.explain_metrics:
-            from fgvc_core.explain.evaluation import evaluate_explanations
+            from fgvc_core.explain.scoring.evaluation import evaluate_explanations
 
             raw = fgvc_core.build_dataset(name, root, split)
             report["explanations"] = evaluate_explanations(model, raw, meta["preprocess"], limit=args.limit)

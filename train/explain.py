@@ -87,7 +87,7 @@ def _folder_name(path: Path, taken: set[str]) -> str:
 def write_page(path: Path, title: str, views: list[View], plotlyjs: str, png_written: bool) -> None:
     """One HTML page with every view of one image: plotly figures where the view has them, else its static figure
     (the PNG beside the page, or embedded when no PNG was written). plotly.js is included once (inline or by path)."""
-    from fgvc_core.explain.overlay import figure_to_png_bytes
+    from fgvc_core.explain.rendering.overlay import figure_to_png_bytes
 
     parts, first = [], True
     for view in views:

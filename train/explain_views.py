@@ -15,8 +15,8 @@ import torch
 from matplotlib.figure import Figure
 
 from fgvc_core.errors import ConfigError
-from fgvc_core.explain import figures, plots
-from fgvc_core.explain.figure_utils import class_name, format_prob
+from fgvc_core.explain.rendering import figures, plots
+from fgvc_core.explain.rendering.figure_utils import class_name, format_prob
 
 
 @dataclass
@@ -44,10 +44,10 @@ class ExplainOptions:
 def cam_methods(model_name: str) -> tuple[str, ...]:
     """The CAM methods the model's CAM function accepts."""
     if model_name == "rams_trans":
-        from fgvc_core.explain.vit_cam import CAM_METHODS as VIT_METHODS
+        from fgvc_core.explain.attribution.vit_cam import CAM_METHODS as VIT_METHODS
 
         return tuple(VIT_METHODS)
-    from fgvc_core.explain.cam import CAM_METHODS
+    from fgvc_core.explain.attribution.cam import CAM_METHODS
 
     return tuple(CAM_METHODS)
 
@@ -91,7 +91,7 @@ def _prediction_view(head_probs: dict[str, torch.Tensor], probs: torch.Tensor, n
 
 def rams_trans_views(model: Any, meta: Mapping[str, Any], x: torch.Tensor, image: Any, options: ExplainOptions):
     """Prediction, DPPM, and per scale: rollout, per-layer attention, gradient rollout and a ViT CAM."""
-    from fgvc_core.explain.vit_cam import rams_trans_cam
+    from fgvc_core.explain.attribution.vit_cam import rams_trans_cam
     from fgvc_core.ops.rollout import gradient_rollout
 
     names, pp = meta.get("classes"), meta.get("preprocess")
@@ -134,7 +134,7 @@ def rams_trans_views(model: Any, meta: Mapping[str, Any], x: torch.Tensor, image
 
 def cra_smra_views(model: Any, meta: Mapping[str, Any], x: torch.Tensor, options: ExplainOptions):
     """Prediction, per-stage CAMs, and per stage: CRAM channel bars and channel maps; SMRAM maps."""
-    from fgvc_core.explain.cam import stage_cams
+    from fgvc_core.explain.attribution.cam import stage_cams
 
     names, pp = meta.get("classes"), meta.get("preprocess")
     trace = model.trace(x, delta=options.delta, omega=options.omega)

@@ -62,7 +62,7 @@ def export(best: Path, target: Path, explain_limit: int) -> dict:
     import fgvc_core
     from fgvc_core.engine.data import eval_loader
     from fgvc_core.engine.trainer import evaluate_model
-    from fgvc_core.explain.evaluation import evaluate_explanations
+    from fgvc_core.explain.scoring.evaluation import evaluate_explanations
 
     model, meta = fgvc_core.load_checkpoint(best)
     data = meta["dataset"]

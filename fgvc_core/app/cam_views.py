@@ -10,8 +10,8 @@ from fgvc_core.app.map_panels import map_panel
 from fgvc_core.app.models import LoadedModel
 from fgvc_core.app.session import Timed
 from fgvc_core.app.views import figure_download, image_with_download, slug
-from fgvc_core.explain.figure_utils import display_image
-from fgvc_core.explain.figures import stage_cam_figure
+from fgvc_core.explain.rendering.figure_utils import display_image
+from fgvc_core.explain.rendering.figures import stage_cam_figure
 
 CAM_LABELS = {
     "gradcam": "Grad-CAM",
@@ -44,9 +44,9 @@ def stage_cam_row(
     """The network input and the stage 3/4/5 CAM overlays side by side, with each map's peak and a PNG download.
 
     With ``parts`` and an image that has deciding part boxes, each panel draws them and says whether its peak
-    hits one (``fgvc_core.explain.metrics.pointing_game``, tolerance 0). ``probability`` is the target class's
+    hits one (``fgvc_core.explain.scoring.metrics.pointing_game``, tolerance 0). ``probability`` is the target class's
     (printed beside every map, flagged when near 0 %). ``normalise="shared"`` draws the stages on one colour scale,
-    the raw maps over their common max (``fgvc_core.explain.cam.stage_cams``), so a weak stage looks weak.
+    the raw maps over their common max (``fgvc_core.explain.attribution.cam.stage_cams``), so a weak stage looks weak.
 
     Returns the timed CAM result (its ``value`` is ``{stage: (H, W) map}``).
     """

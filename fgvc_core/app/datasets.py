@@ -160,7 +160,7 @@ def dataset_image(choice: DatasetChoice, dataset: Any, index: int) -> ImageChoic
 
 def deciding_parts(dataset: Any, index: int) -> np.ndarray | None:
     """The part boxes ``(D, 4)`` xywh the explanation metrics score against (synth parts, CUB keypoint squares)."""
-    from fgvc_core.explain.evaluation import ground_truth_boxes
+    from fgvc_core.explain.scoring.evaluation import ground_truth_boxes
 
     try:
         return ground_truth_boxes(dataset, index)[0]

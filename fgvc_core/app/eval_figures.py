@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import plotly.graph_objects as go
 
-from fgvc_core.explain.figure_utils import BAR_COLOR
+from fgvc_core.explain.rendering.figure_utils import BAR_COLOR
 
 SORTS = ("class order", "worst first", "best first")
 

@@ -3,7 +3,7 @@
 The file is keyed by the checkpoint's SHA-256 (not its path: a retrained file at the same path is another model),
 the loader, the resolved root and the split, so re-opening the evaluation page is instant and a changed checkpoint
 is evaluated afresh. The summaries (top-1/top-5, per-class accuracy, confusion) are recomputed from the stored
-predictions by :mod:`fgvc_core.explain.confusion`, so the cache holds raw results only.
+predictions by :mod:`fgvc_core.explain.scoring.confusion`, so the cache holds raw results only.
 
 Files live in ``FGVC_EVAL_CACHE_DIR`` (default: ``eval_cache`` beside the app's runs folder, i.e.
 ``runs/eval_cache``), a folder the operator chooses, never one a visitor types.
@@ -27,7 +27,7 @@ from fgvc_core.app.datasets import DatasetChoice
 from fgvc_core.app.settings import REPO_ROOT, AppPaths
 from fgvc_core.engine.checkpoint import file_sha256
 from fgvc_core.errors import FGVCError
-from fgvc_core.explain import confusion
+from fgvc_core.explain.scoring import confusion
 
 CACHE_VERSION = 1
 TOP_K = 5

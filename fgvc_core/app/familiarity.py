@@ -3,7 +3,7 @@ calibrated once on the checkpoint's own held-out data and kept on disk beside th
 
 The sidecar may hold ``{"ood": {"max_softmax_threshold": t, ...}}`` (a trainer could write it; ours does not yet).
 Without it the threshold is the 5th percentile of the max-softmax of the images of the checkpoint's test split
-(``fgvc_core.explain.ood``), computed the first time an upload needs it (at most ``CALIBRATION_LIMIT`` images,
+(``fgvc_core.explain.scoring.ood``), computed the first time an upload needs it (at most ``CALIBRATION_LIMIT`` images,
 evenly spaced, so a CUB-sized split takes seconds, not minutes) and stored as ``ood_<key>.json``.
 """
 
@@ -25,7 +25,7 @@ from fgvc_core.app.images import ImageChoice
 from fgvc_core.app.models import LoadedModel
 from fgvc_core.app.settings import AppPaths
 from fgvc_core.errors import FGVCError
-from fgvc_core.explain import ood
+from fgvc_core.explain.scoring import ood
 
 CALIBRATION_LIMIT = 256
 VERSION = 1

@@ -1,7 +1,7 @@
 """One map panel as every page draws it: the overlay, the ground-truth object and part boxes when asked, and a
 caption with the peak in the panel's pixels, the explained class's probability and whether the peak hits a part.
 
-The numbers come from :mod:`fgvc_core.explain.map_readout`; this module only draws and words them.
+The numbers come from :mod:`fgvc_core.explain.scoring.map_readout`; this module only draws and words them.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 
 from fgvc_core.app.images import ImageChoice
-from fgvc_core.explain import map_readout, metrics
-from fgvc_core.explain.figure_utils import format_prob
-from fgvc_core.explain.overlay import colorize, draw_boxes, overlay_heatmap, resize_map, to_rgb_uint8
+from fgvc_core.explain.rendering.figure_utils import format_prob
+from fgvc_core.explain.rendering.overlay import colorize, draw_boxes, overlay_heatmap, resize_map, to_rgb_uint8
+from fgvc_core.explain.scoring import map_readout, metrics
 
 PART_COLOR = (0, 255, 0)
 OBJECT_COLOR = (0, 160, 255)

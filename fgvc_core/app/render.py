@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from fgvc_core.explain.figure_utils import batch_row, display_image
-from fgvc_core.explain.overlay import draw_boxes, draw_mask_outline, grid_to_image_mask, overlay_heatmap
+from fgvc_core.explain.rendering.figure_utils import batch_row, display_image
+from fgvc_core.explain.rendering.overlay import draw_boxes, draw_mask_outline, grid_to_image_mask, overlay_heatmap
 
 DIM_OUTSIDE = 0.35  # brightness kept outside the DPPM mask, as in the exported DPPM figure
 MASK_COLOR = (255, 255, 0)

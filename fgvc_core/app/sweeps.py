@@ -21,9 +21,9 @@ import torch
 
 from fgvc_core.data.transforms import build_transform
 from fgvc_core.errors import ConfigError
-from fgvc_core.explain import metrics
-from fgvc_core.explain.cam import stage_cams
-from fgvc_core.explain.evaluation import ground_truth_boxes
+from fgvc_core.explain.attribution.cam import stage_cams
+from fgvc_core.explain.scoring import metrics
+from fgvc_core.explain.scoring.evaluation import ground_truth_boxes
 
 CAM_STAGES = (3, 4, 5)
 

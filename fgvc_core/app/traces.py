@@ -68,7 +68,7 @@ def attention_gradients(loaded: LoadedModel, image: ImageChoice, scale: int, tar
 
 def vit_cam(loaded: LoadedModel, image: ImageChoice, target: int, method: str, scale: int = 0) -> Timed:
     """pytorch-grad-cam on the last block of RAMS-Trans for one scale, ``(H, W)`` in [0, 1]."""
-    from fgvc_core.explain.vit_cam import rams_trans_cam
+    from fgvc_core.explain.attribution.vit_cam import rams_trans_cam
 
     crop = rams_base(loaded, image).value.scales[scale].crop
     return cached(
@@ -105,7 +105,7 @@ def stage_cams(
     normalise: str = "per_map",
 ) -> Timed:
     """Per-stage CAMs ``{3|4|5: (H, W)}`` in [0, 1] for one image (one forward and one backward)."""
-    from fgvc_core.explain.cam import stage_cams as core_stage_cams
+    from fgvc_core.explain.attribution.cam import stage_cams as core_stage_cams
 
     x = _x(loaded, image)
 

@@ -2,7 +2,7 @@
 
 Downloads are generated on click (``st.download_button`` with a callable), so a page with many figures renders
 no PNG it is not asked for. Plotly charts are downloadable as PNG from their own toolbar (camera icon); the
-static matplotlib figures of :mod:`fgvc_core.explain.figures` are offered beside the views they export.
+static matplotlib figures of :mod:`fgvc_core.explain.rendering.figures` are offered beside the views they export.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from matplotlib.figure import Figure
 from fgvc_core.app.models import LoadedModel, metric_summary
 from fgvc_core.app.settings import MODEL_TITLES, display_path
 from fgvc_core.data.transforms import describe_preprocess, kept_fraction
-from fgvc_core.explain.figure_utils import format_prob
-from fgvc_core.explain.overlay import array_to_png_bytes, figure_to_png_bytes
+from fgvc_core.explain.rendering.figure_utils import format_prob
+from fgvc_core.explain.rendering.overlay import array_to_png_bytes, figure_to_png_bytes
 
 
 def slug(text: str) -> str:

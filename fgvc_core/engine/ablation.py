@@ -16,7 +16,7 @@ every run). It is *finished* when the folder holds ``best.safetensors`` and ``ab
 atomically): a finished run is skipped and never opened for writing; any other run is continued with
 ``run_training(resume=True)`` from its ``last.safetensors`` (a run killed mid-way loses at most the steps since its
 last checkpoint). The result of a run is read from ``best``'s sidecar: the test top-1 of the checkpoint selected
-on the validation split, plus the explanation metrics of ``fgvc_core.explain.evaluation`` on ``explain_limit``
+on the validation split, plus the explanation metrics of ``fgvc_core.explain.scoring.evaluation`` on ``explain_limit``
 test images. ``write_tables`` turns the finished runs into ``runs.csv``, ``summary.csv`` and ``results.md``.
 """
 
@@ -285,7 +285,7 @@ def result_record(run: RunSpec, best: Path, explain_limit: int) -> dict[str, Any
     }
     record.update({k: math.nan for k in ("pointing_game", "pointing_centre", "crop_recall", "crop_area")})
     if explain_limit > 0:
-        from fgvc_core.explain.evaluation import evaluate_explanations
+        from fgvc_core.explain.scoring.evaluation import evaluate_explanations
 
         data = meta["dataset"]
         name = "synth" if data["name"] == "synth_stream" else data["name"]

@@ -1,8 +1,8 @@
 """Explanations: attention rollout, per-stage CAMs (pytorch-grad-cam), overlays and explanation metrics.
 
 The public functions are listed in ``_EXPORTS`` with the submodule that defines each, and imported on first use,
-so that ``import fgvc_core.explain`` (or ``from fgvc_core.explain import plots``) does not import pytorch-grad-cam,
-scikit-learn, timm or OpenCV until a function that needs them is used.
+so that ``import fgvc_core.explain`` (or ``from fgvc_core.explain.rendering import plots``) does not import
+pytorch-grad-cam, scikit-learn, timm or OpenCV until a function that needs them is used.
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from __future__ import annotations
 from fgvc_core._lazy import lazy_exports
 
 _MODULES = {
-    "cam": ("StageCamModel", "stage_cams"),
-    "vit_cam": ("rams_trans_cam", "tokens_to_grid"),
-    "overlay": (
+    "attribution.cam": ("StageCamModel", "stage_cams"),
+    "attribution.vit_cam": ("rams_trans_cam", "tokens_to_grid"),
+    "rendering.overlay": (
         "colorize",
         "draw_boxes",
         "export_figure",
@@ -22,7 +22,7 @@ _MODULES = {
         "resize_map",
         "to_rgb_uint8",
     ),
-    "metrics": (
+    "scoring.metrics": (
         "center_point_baseline",
         "crop_area_fraction",
         "crop_recall",
@@ -37,17 +37,17 @@ _MODULES = {
         "summarize_scores",
         "uniform_energy_baseline",
     ),
-    "perturbation": ("deletion_insertion_auc", "road_scores"),
-    "occlusion": ("background_patches", "occlude_boxes"),
-    "figures": (
+    "scoring.perturbation": ("deletion_insertion_auc", "road_scores"),
+    "scoring.occlusion": ("background_patches", "occlude_boxes"),
+    "rendering.figures": (
         "attention_layers_figure",
         "dppm_figure",
         "prediction_figure",
         "rollout_figure",
         "stage_cam_figure",
     ),
-    "figure_cra": ("channel_maps_figure", "cram_channels_figure", "smram_figure"),
-    "plots": ("channel_bars", "heatmap", "sweep_plot", "topk_bar", "training_curves"),
+    "rendering.figure_cra": ("channel_maps_figure", "cram_channels_figure", "smram_figure"),
+    "rendering.plots": ("channel_bars", "heatmap", "sweep_plot", "topk_bar", "training_curves"),
 }
 _EXPORTS = {name: f"{__name__}.{module}" for module, names in _MODULES.items() for name in names}
 _EXPORTS.update(

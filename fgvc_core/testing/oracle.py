@@ -156,7 +156,7 @@ def naive_train_step(
 
 def separate_stage_cams(model: nn.Module, x: torch.Tensor, stages: Sequence[int] = (3, 4, 5), **options):
     """Per-stage CAMs the plain way: one single-stage ``stage_cams`` call (a forward and a backward) per stage."""
-    from fgvc_core.explain.cam import stage_cams
+    from fgvc_core.explain.attribution.cam import stage_cams
 
     maps = {}
     for stage in stages:

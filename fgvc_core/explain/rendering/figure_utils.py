@@ -1,4 +1,6 @@
-"""Helpers shared by the static figure builders (:mod:`fgvc_core.explain.figures`, :mod:`fgvc_core.explain.figure_cra`).
+"""Helpers shared by the static figure builders.
+
+Used by :mod:`fgvc_core.explain.rendering.figures` and :mod:`fgvc_core.explain.rendering.figure_cra`.
 
 Batch indexing, image display (de-normalising network-input tensors), probability formatting and the top-k bar
 panel, so that every figure writes numbers the same way and the tests can recompute a title exactly.
@@ -14,7 +16,7 @@ import torch
 from matplotlib.figure import Figure
 
 from fgvc_core.errors import ConfigError
-from fgvc_core.explain.overlay import to_rgb_uint8
+from fgvc_core.explain.rendering.overlay import to_rgb_uint8
 
 PANEL_INCHES = 2.6
 BAR_COLOR = "#1f77b4"

@@ -2,7 +2,7 @@
 
 For each test image this computes the model's main explanation map and compares it with the deciding part boxes:
 - RAMS-Trans: the scale-1 attention rollout, and the DPPM scale-2 crop (recall of the parts, crop area);
-- CRA-SMRA: the stage-5 Grad-CAM (pytorch-grad-cam through ``explain.cam.stage_cams``).
+- CRA-SMRA: the stage-5 Grad-CAM (pytorch-grad-cam through ``explain.attribution.cam.stage_cams``).
 It also measures what the model *needs*: accuracy with the deciding parts occluded, with equal-sized background
 patches occluded, and on a blurred copy (the part cue is fine-grained, so a blurred image should do much worse).
 Every number comes with its baseline (centre point, random point, uniform map, chance).
@@ -20,8 +20,8 @@ from tqdm import tqdm
 
 from fgvc_core.data.transforms import build_transform
 from fgvc_core.errors import ConfigError
-from fgvc_core.explain import metrics
-from fgvc_core.explain.occlusion import background_patches, occlude_boxes
+from fgvc_core.explain.scoring import metrics
+from fgvc_core.explain.scoring.occlusion import background_patches, occlude_boxes
 
 
 def ground_truth_boxes(dataset: Any, index: int) -> tuple[np.ndarray, np.ndarray]:
@@ -48,7 +48,7 @@ def explanation_maps(model: torch.nn.Module, x: torch.Tensor) -> tuple[np.ndarra
         crops = trace.scales[1].box.numpy() if len(trace.scales) > 1 else None
         return trace.scales[0].rollout.numpy(), crops, "attention rollout (scale 1)"
     if model.model_name == "cra_smra":
-        from fgvc_core.explain.cam import stage_cams
+        from fgvc_core.explain.attribution.cam import stage_cams
 
         return stage_cams(model, x, stages=(5,))[5], None, "Grad-CAM (stage 5)"
     raise ConfigError(f"no explanation map defined for model {model.model_name!r}")
@@ -74,7 +74,7 @@ def evaluate_explanations(
 
     Returns a JSON-able dict of summaries (mean, sem, n per row) keyed by metric.
     """
-    from fgvc_core.explain.perturbation import deletion_insertion_auc
+    from fgvc_core.explain.scoring.perturbation import deletion_insertion_auc
 
     transform = build_transform(preprocess)
     size = preprocess["img_size"]

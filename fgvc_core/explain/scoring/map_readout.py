@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from fgvc_core.explain import metrics
-from fgvc_core.explain.agreement import top_cells
+from fgvc_core.explain.scoring import metrics
+from fgvc_core.explain.scoring.agreement import top_cells
 
 NEGLIGIBLE_PROBABILITY = 0.01  # below this a class-specific map explains a class the model all but rules out
 

@@ -3,8 +3,9 @@
 - `deletion_insertion_auc`: deletion / insertion curves and their areas (Petsiuk et al., RISE 2018).
 - `road_scores`: ROAD (Rong et al., 2022) through pytorch-grad-cam's ``metrics.road``.
 
-They share the map conventions of `fgvc_core.explain.metrics` (maps ``(B, h, w)``, upsampled bilinearly to the
-image), which also serves both names. Results are numpy arrays, one value (or curve) per image.
+They share the map conventions of `fgvc_core.explain.scoring.metrics` (maps ``(B, h, w)``, upsampled bilinearly to
+the image; both read maps through :mod:`fgvc_core.explain.scoring.maps`). Results are numpy arrays, one value (or
+curve) per image.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import numpy as np
 import torch
 
 from fgvc_core.errors import ConfigError
-from fgvc_core.explain.metrics import ArrayLike, _as_maps, _to_frame
+from fgvc_core.explain.scoring.maps import ArrayLike, as_maps, to_frame
 
 SUBSTRATES = ("mean", "blur", "zero")
 ROAD_PERCENTILES = (20, 40, 60, 80)
@@ -103,10 +104,10 @@ def deletion_insertion_auc(
     if images.dim() != 4:
         raise ConfigError(f"images must be (B, C, H, W), got shape {tuple(images.shape)}")
     b, _, h, w = images.shape
-    m = _as_maps(maps)
+    m = as_maps(maps)
     if len(m) != b:
         raise ConfigError(f"{len(m)} maps for {b} images")
-    ranks = _relevance_ranks(_to_frame(m, (h, w), "bilinear")).to(images.device).view(b, 1, h, w)
+    ranks = _relevance_ranks(to_frame(m, (h, w), "bilinear")).to(images.device).view(b, 1, h, w)
     counts = [round(k * h * w / steps) for k in range(steps + 1)]
     curves = torch.zeros(2, b, steps + 1, dtype=torch.float64)
     with torch.no_grad():
@@ -157,10 +158,10 @@ def road_scores(
         raise ConfigError(f"images must be (B, C, H, W), got shape {tuple(images.shape)}")
     if not percentiles or any(not 0 < p < 100 for p in percentiles):
         raise ConfigError(f"percentiles must be numbers in (0, 100), got {percentiles!r}")
-    m = _as_maps(maps)
+    m = as_maps(maps)
     if len(m) != len(images):
         raise ConfigError(f"{len(m)} maps for {len(images)} images")
-    cams = _to_frame(m, tuple(images.shape[-2:]), "bilinear").float().numpy()
+    cams = to_frame(m, tuple(images.shape[-2:]), "bilinear").float().numpy()
     with torch.no_grad():
         targets = [ClassifierOutputTarget(int(c)) for c in _targets(model_fn, images, target_classes)]
     with torch.random.fork_rng(devices=[]):

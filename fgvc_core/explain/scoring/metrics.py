@@ -2,7 +2,7 @@
 
 Pure functions on maps and boxes, no model code: pointing game, part energy, crop recall, their baselines and
 summaries. The perturbation metrics that call a model (`deletion_insertion_auc`, `road_scores`) live in
-`fgvc_core.explain.perturbation`. Inputs are numpy arrays or torch tensors, results
+`fgvc_core.explain.scoring.perturbation`. Inputs are numpy arrays or torch tensors, results
 numpy arrays, one value per image. ``docs/explanation_metrics.md`` says how to read each number against its
 baseline.
 
@@ -28,11 +28,10 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from fgvc_core.errors import ConfigError
+from fgvc_core.explain.scoring.maps import ArrayLike, as_maps, to_frame
 
-ArrayLike = np.ndarray | torch.Tensor | Sequence
 ImageSize = int | tuple[int, int]
 
 POINTING_UPSAMPLES = ("bilinear", "cell_centre")
@@ -45,18 +44,6 @@ def _size_hw(image_size: ImageSize) -> tuple[int, int]:
     if len(hw) != 2 or any(isinstance(v, bool) or int(v) != v or v <= 0 for v in hw):
         raise ConfigError(f"image_size must be a positive int or (height, width), got {image_size!r}")
     return int(hw[0]), int(hw[1])
-
-
-def _as_maps(maps: ArrayLike) -> torch.Tensor:
-    t = maps.detach().cpu() if isinstance(maps, torch.Tensor) else torch.as_tensor(np.array(maps))
-    t = t.to(torch.float64)
-    if t.dim() == 2:
-        t = t[None]
-    if t.dim() != 3 or t.shape[0] == 0 or t.shape[1] == 0 or t.shape[2] == 0:
-        raise ConfigError(f"maps must be (B, h, w) or (h, w), got shape {tuple(t.shape)}")
-    if not torch.isfinite(t).all():
-        raise ConfigError("maps contain NaN or infinite values")
-    return t
 
 
 def _valid_rows(boxes: Any) -> np.ndarray:
@@ -140,14 +127,6 @@ def _check_tolerance(tolerance: float) -> float:
 
 
 # --------------------------------------------------------------------------------------------- pointing
-def _to_frame(maps: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:
-    if tuple(maps.shape[1:]) == size:
-        return maps
-    if mode == "bilinear":
-        return F.interpolate(maps[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
-    return F.interpolate(maps[:, None], size=size, mode="nearest-exact")[:, 0]  # pixel-centre rule
-
-
 def peak_points(maps: ArrayLike, image_size: ImageSize | None = None, upsample: str = "bilinear") -> np.ndarray:
     """``(B, 2)`` ``(x, y)`` of each map's arg-max in the frame, as used by `pointing_game`.
 
@@ -162,10 +141,10 @@ def peak_points(maps: ArrayLike, image_size: ImageSize | None = None, upsample: 
     """
     if upsample not in POINTING_UPSAMPLES:
         raise ConfigError(f"upsample must be one of {POINTING_UPSAMPLES}, got {upsample!r}")
-    m = _as_maps(maps)
+    m = as_maps(maps)
     size = tuple(m.shape[1:]) if image_size is None else _size_hw(image_size)
     if upsample == "bilinear":
-        m = _to_frame(m, size, "bilinear")
+        m = to_frame(m, size, "bilinear")
     gh, gw = m.shape[1:]
     flat = m.reshape(len(m), -1).argmax(dim=1).numpy()
     rows, cols = flat // gw, flat % gw
@@ -185,7 +164,7 @@ def pointing_game(
     (Excitation Backprop, 2016) used 15 px at ~224 px; our default 0 asks for the peak to be inside a part, which
     is strict enough for the small synth parts. Report the tolerance with the number.
     """
-    m = _as_maps(maps)
+    m = as_maps(maps)
     boxes = _as_part_boxes(part_boxes, len(m))
     points = peak_points(m, image_size, upsample)
     tol = _check_tolerance(tolerance)
@@ -204,10 +183,10 @@ def part_energy(
     """
     if upsample not in ENERGY_UPSAMPLES:
         raise ConfigError(f"upsample must be one of {ENERGY_UPSAMPLES}, got {upsample!r}")
-    m = _as_maps(maps)
+    m = as_maps(maps)
     boxes = _as_part_boxes(part_boxes, len(m))
     size = tuple(m.shape[1:]) if image_size is None else _size_hw(image_size)
-    m = _to_frame(m, size, upsample).clamp_min(0).numpy()
+    m = to_frame(m, size, upsample).clamp_min(0).numpy()
     out = np.full(len(m), np.nan)
     for i, (mi, bi) in enumerate(zip(m, boxes)):
         total = mi.sum()
@@ -355,7 +334,7 @@ def score_maps(
     when ``tolerance > 0``), ``energy``, ``energy_uniform``, ``energy_gaussian`` (``sigma``). ``upsample`` is
     the pointing game's; part energy uses ``"bilinear"`` with it and ``"nearest"`` with ``"cell_centre"``.
     """
-    m = _as_maps(maps)
+    m = as_maps(maps)
     boxes = _as_part_boxes(part_boxes, len(m))
     size = tuple(m.shape[1:]) if image_size is None else _size_hw(image_size)
     n = None if tolerance == 0 else 10_000

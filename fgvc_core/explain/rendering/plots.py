@@ -18,7 +18,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from fgvc_core.errors import ConfigError
-from fgvc_core.explain.figure_utils import BAR_COLOR, batch_row, check_names, class_name, format_prob
+from fgvc_core.explain.rendering.figure_utils import BAR_COLOR, batch_row, check_names, class_name, format_prob
 
 SUPPRESSED_COLOR = "#d62728"
 COMBINED_COLOR = "#444444"
@@ -109,7 +109,7 @@ def channel_bars(
         top_k: only the ``top_k`` channels of highest ``I``.
         delta: when given, the ``I*`` panel gets the dashed line ``δ·max I*``.
     """
-    from fgvc_core.explain.figure_cra import channel_order
+    from fgvc_core.explain.rendering.figure_cra import channel_order
 
     imp = _row(importance, index)
     order = channel_order(imp, top_k, sort)

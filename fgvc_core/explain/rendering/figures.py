@@ -3,9 +3,10 @@
 Each builder takes a trace (or plain maps) and returns a new ``matplotlib.figure.Figure``; none touches pyplot, so
 concurrent app sessions share no global figure state and nothing needs closing. Traces are batched: ``index``
 picks the image. Titles carry the numbers a reader needs (top-1 class and probability, thresholds, counts, peaks),
-so an exported PNG stands on its own. The CRAM/SMRAM builders live in :mod:`fgvc_core.explain.figure_cra` and are
-re-exported here, so ``from fgvc_core.explain.figures import ...`` reaches every builder; shared helpers are in
-:mod:`fgvc_core.explain.figure_utils`.
+so an exported PNG stands on its own. The CRAM/SMRAM builders live in
+:mod:`fgvc_core.explain.rendering.figure_cra` and are re-exported here, so
+``from fgvc_core.explain.rendering.figures import ...`` reaches every builder; shared helpers are in
+:mod:`fgvc_core.explain.rendering.figure_utils`.
 
 Images may be a PIL image, a ``uint8``/float ``(H, W, 3)`` array, or a network-input tensor ``(3, H, W)``: a tensor
 is de-normalised with ``preprocess`` (the checkpoint's) when given, else min-max scaled for display only.
@@ -20,12 +21,12 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from fgvc_core.errors import ConfigError
-from fgvc_core.explain.figure_cra import (
+from fgvc_core.explain.rendering.figure_cra import (
     channel_maps_figure,
     cram_channels_figure,
     smram_figure,
 )
-from fgvc_core.explain.figure_utils import (
+from fgvc_core.explain.rendering.figure_utils import (
     as_numpy,
     batch_row,
     check_names,
@@ -37,7 +38,7 @@ from fgvc_core.explain.figure_utils import (
     top1_label,
     topk_bars,
 )
-from fgvc_core.explain.overlay import draw_boxes, draw_mask_outline, grid_to_image_mask, overlay_heatmap
+from fgvc_core.explain.rendering.overlay import draw_boxes, draw_mask_outline, grid_to_image_mask, overlay_heatmap
 
 __all__ = [
     "attention_layers_figure",

@@ -1,7 +1,7 @@
 """Static figures of CRA-SMRA's channel re-attention (CRAM) and of SMRAM, from a ``CraSmraTrace``.
 
-Re-exported by :mod:`fgvc_core.explain.figures`. Channel maps come from the trace itself: it holds each stage's
-output ``X`` (``stage_output``, all C channels) and the importance ``I``, so the re-weighted channel ``I_c·X_c``
+Re-exported by :mod:`fgvc_core.explain.rendering.figures`. Channel maps come from the trace itself: it holds each
+stage's output ``X`` (``stage_output``, all C channels) and the importance ``I``, so the re-weighted channel ``I_c·X_c``
 (the channel of CRAM's enhanced map ``X_e = I ⊗ X`` before the ``Conv_layer``) is exact without any change to
 the model; ``enhanced`` (after the ``Conv_layer``, C_a channels) can be shown too.
 """
@@ -14,7 +14,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from fgvc_core.errors import ConfigError
-from fgvc_core.explain.figure_utils import BAR_COLOR, as_numpy, batch_row, map_panel, new_figure
+from fgvc_core.explain.rendering.figure_utils import BAR_COLOR, as_numpy, batch_row, map_panel, new_figure
 
 SUPPRESSED_COLOR = "#d62728"
 CHANNEL_SOURCES = ("reweighted", "stage", "enhanced")
