@@ -6,8 +6,7 @@ torchvision and scipy through this package.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from fgvc_core._lazy import lazy_exports
 
 _LAZY = {
     "load_image": "fgvc_core.data.images",
@@ -36,15 +35,4 @@ _LAZY = {
 
 __all__ = sorted(_LAZY)
 
-
-def __getattr__(name: str) -> Any:
-    module_name = _LAZY.get(name)
-    if module_name is None:
-        raise AttributeError(f"module 'fgvc_core.data' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module_name), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)

@@ -12,34 +12,28 @@ Names are resolved lazily so that rendering workers never import torch. See docs
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from fgvc_core._lazy import lazy_exports
 
 _LAZY = {
-    "ClassAttributes": "spec",
-    "class_table": "spec",
-    "deciding_parts": "spec",
-    "PART_NAMES": "spec",
-    "SynthOptions": "render",
-    "InstanceParams": "render",
-    "sample_instance": "render",
-    "SynthAnnotation": "item",
-    "render_item": "item",
-    "annotate_item": "item",
-    "instance_of": "item",
-    "write_benchmark": "writer",
-    "is_complete": "writer",
-    "SynthDataset": "dataset",
-    "SynthStream": "dataset",
-    "build_synth_dataset": "dataset",
-    "write_contact_sheet": "contact_sheet",
+    "ClassAttributes": "fgvc_core.data.synth.spec",
+    "class_table": "fgvc_core.data.synth.spec",
+    "deciding_parts": "fgvc_core.data.synth.spec",
+    "PART_NAMES": "fgvc_core.data.synth.spec",
+    "SynthOptions": "fgvc_core.data.synth.render",
+    "InstanceParams": "fgvc_core.data.synth.render",
+    "sample_instance": "fgvc_core.data.synth.render",
+    "SynthAnnotation": "fgvc_core.data.synth.item",
+    "render_item": "fgvc_core.data.synth.item",
+    "annotate_item": "fgvc_core.data.synth.item",
+    "instance_of": "fgvc_core.data.synth.item",
+    "write_benchmark": "fgvc_core.data.synth.writer",
+    "is_complete": "fgvc_core.data.synth.writer",
+    "SynthDataset": "fgvc_core.data.synth.dataset",
+    "SynthStream": "fgvc_core.data.synth.dataset",
+    "build_synth_dataset": "fgvc_core.data.synth.dataset",
+    "write_contact_sheet": "fgvc_core.data.synth.contact_sheet",
 }
 
 __all__ = sorted(_LAZY)
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'fgvc_core.data.synth' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"fgvc_core.data.synth.{module}"), name)
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
