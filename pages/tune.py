@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import streamlit as st
 
 from fgvc_core.app.ablation_views import retrained_section
@@ -14,7 +13,7 @@ from fgvc_core.app.images import gallery
 from fgvc_core.app.session import timed
 from fgvc_core.app.settings import MODEL_TITLES, AppPaths, display_path
 from fgvc_core.app.sidebar import Selection, render_sidebar
-from fgvc_core.app.sweeps import delta_sweep
+from fgvc_core.app.sweeps import delta_grid, delta_sweep
 from fgvc_core.app.training import (
     failure_reason,
     list_runs,
@@ -24,8 +23,8 @@ from fgvc_core.app.training import (
     start_training,
     stop_training,
 )
+from fgvc_core.app.training_form import form_overrides
 from fgvc_core.app.views import plotly, timing_caption
-from fgvc_core.engine.config import load_config
 from fgvc_core.errors import FGVCError
 from fgvc_core.explain.attribution.cam import CAM_METHODS
 from fgvc_core.explain.rendering.plots import sweep_plot, training_curves
@@ -67,7 +66,7 @@ def delta_section(selection: Selection) -> None:
         method = c4.selectbox("CAM method", list(CAM_METHODS), format_func=CAM_LABELS.get, key="sweep_method")
         submitted = st.form_submit_button("Run the δ sweep")
     if submitted:
-        deltas = [float(d) for d in np.round(np.arange(low, high + 1e-9, step), 4)]
+        deltas = delta_grid(low, high, step)
         dataset = gallery(str(selection.paths.data))
         bar = st.progress(0.0, text="δ sweep…")
         result, ms = timed(
@@ -177,10 +176,7 @@ def training_section(selection: Selection) -> None:
             submitted = st.form_submit_button("Start training in the background")
         if submitted:
             with page_guard():  # a refused start says why in one line; the runs below stay on the page
-                overrides = [f"train.epochs={int(epochs)}", f"train.max_steps={int(max_steps)}"]
-                if load_config(recipe)["data"]["name"] == "synth_stream":  # the only data with a size per epoch
-                    overrides.append(f"data.train_samples={int(samples)}")
-                run_dir = start_training(recipe, overrides + extra.splitlines(), paths)
+                run_dir = start_training(recipe, form_overrides(recipe, epochs, max_steps, samples, extra), paths)
                 # The run picker is keyed, so it would keep showing the previous run: point it at the new one
                 # before it is drawn.
                 st.session_state[RUN_KEY] = st.session_state[RUN_PICK_KEY] = str(run_dir)

@@ -17,13 +17,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
 
-from fgvc_core.data.transforms import build_transform
 from fgvc_core.errors import ConfigError
 from fgvc_core.explain.attribution.cam import stage_cams
 from fgvc_core.explain.scoring import metrics
-from fgvc_core.explain.scoring.evaluation import ground_truth_boxes
+from fgvc_core.explain.scoring.evaluation import benchmark_batches, sample_indices
 
 CAM_STAGES = (3, 4, 5)
 
@@ -55,11 +53,9 @@ class DeltaSweep:
         ]
 
 
-def sample_indices(size: int, limit: int) -> list[int]:
-    """``limit`` evenly spaced indices of ``range(size)`` (datasets are often sorted by class), or all of them."""
-    if limit >= size:
-        return list(range(size))
-    return np.linspace(0, size - 1, limit).round().astype(int).tolist()
+def delta_grid(low: float, high: float, step: float) -> list[float]:
+    """``low, low + step, …`` up to ``high`` inclusive, rounded to 4 decimals (0.1 steps do not drift to 0.30000004)."""
+    return [float(d) for d in np.round(np.arange(low, high + 1e-9, step), 4)]
 
 
 def delta_sweep(
@@ -91,7 +87,6 @@ def delta_sweep(
         raise ConfigError("choose at least one δ to sweep")
     if not getattr(model, "uses_cram", False):
         raise ConfigError("the δ sweep needs a CRA-SMRA model with CRAM (variant cram or cram_smram)")
-    transform = build_transform(preprocess)
     size = int(preprocess["img_size"])
     order = sample_indices(len(dataset), max(1, int(limit)))
     sums: dict[str, np.ndarray] = {}
@@ -104,17 +99,10 @@ def delta_sweep(
         counts.setdefault(name, np.zeros(len(deltas)))[d] += len(values)
 
     scored = 0
-    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-    for b, idx in enumerate(batches):
-        images, labels, parts = [], [], []
-        for i in idx:
-            image, label = dataset[i]
-            images.append(transform(image))
-            labels.append(label)
-            parts.append(metrics.part_boxes_to_input(ground_truth_boxes(dataset, i)[0], image.size, preprocess))
-        x, y = torch.stack(images), torch.tensor(labels)
-        keep = metrics.has_part_boxes(parts)
-        kept_parts = [p for p, k in zip(parts, keep) if k]
+    total = -(-len(order) // batch_size)
+    for b, batch in enumerate(benchmark_batches(dataset, preprocess, order, batch_size)):
+        x, y, keep = batch.x, batch.labels, batch.keep
+        kept_parts = [p for p, k in zip(batch.parts, keep) if k]
         scored += int(keep.sum())
         base = model.trace(x)
         for d, delta in enumerate(deltas):
@@ -133,6 +121,6 @@ def delta_sweep(
                     if stage == CAM_STAGES[-1]:
                         add("pointing centre baseline", d, scores["pointing_centre"])
             if progress is not None:
-                progress((b * len(deltas) + d + 1) / (len(batches) * len(deltas)))
+                progress((b * len(deltas) + d + 1) / (total * len(deltas)))
     means = {name: [float(s / c) if c else float("nan") for s, c in zip(sums[name], counts[name])] for name in sums}
     return DeltaSweep([float(d) for d in deltas], means, len(order), scored, cam_method)

@@ -10,7 +10,8 @@ Every number comes with its baseline (centre point, random point, uniform map, c
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -39,6 +40,52 @@ def ground_truth_boxes(dataset: Any, index: int) -> tuple[np.ndarray, np.ndarray
     if getattr(ann, "parts", None) is None:
         raise ConfigError("explanation metrics need part annotations (the synth benchmark or CUB)")
     return metrics.keypoint_boxes(ann.parts, half_size=0.08 * min(obj[2], obj[3])), obj
+
+
+def sample_indices(size: int, limit: int | None = None) -> list[int]:
+    """``limit`` evenly spaced indices of ``range(size)`` (datasets are often sorted by class), or all of them."""
+    if limit is None or limit >= size:
+        return list(range(size))
+    return np.linspace(0, size - 1, limit).round().astype(int).tolist()
+
+
+@dataclass(frozen=True)
+class BenchmarkBatch:
+    """Benchmark images as the network sees them, with their ground truth in network-input pixels (xywh).
+
+    Attributes:
+        start: position of the batch's first image in the sampled order.
+        x: (B, C, H, W) the transformed images.
+        labels: (B,) their classes.
+        parts: per image, the deciding part boxes (D, 4).
+        objects: (B, 4) the object boxes.
+        keep: bool (B,), the images with a part box inside the input (the part-box metrics score only those).
+    """
+
+    start: int
+    x: torch.Tensor
+    labels: torch.Tensor
+    parts: list[np.ndarray]
+    objects: np.ndarray
+    keep: np.ndarray
+
+
+def benchmark_batches(
+    dataset: Any, preprocess: dict[str, Any], order: Sequence[int], batch_size: int
+) -> Iterator[BenchmarkBatch]:
+    """The images ``order`` of ``dataset`` (built without a transform) in batches, with the checkpoint's preprocess."""
+    transform = build_transform(preprocess)
+    for start in range(0, len(order), batch_size):
+        images, labels, parts, objects = [], [], [], []
+        for i in order[start : start + batch_size]:
+            image, label = dataset[i]
+            part_boxes, obj = ground_truth_boxes(dataset, i)
+            images.append(transform(image))
+            labels.append(label)
+            parts.append(metrics.part_boxes_to_input(part_boxes, image.size, preprocess))
+            objects.append(metrics.part_boxes_to_input(obj[None], image.size, preprocess)[0])
+        keep = metrics.has_part_boxes(parts)
+        yield BenchmarkBatch(start, torch.stack(images), torch.tensor(labels), parts, np.stack(objects), keep)
 
 
 def explanation_maps(model: torch.nn.Module, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray | None, str]:
@@ -76,12 +123,10 @@ def evaluate_explanations(
     """
     from fgvc_core.explain.scoring.perturbation import deletion_insertion_auc
 
-    transform = build_transform(preprocess)
     size = preprocess["img_size"]
     frame = (size, size)
-    n = len(dataset) if limit is None else min(limit, len(dataset))
-    # A limited run takes evenly spaced images: datasets are often sorted by class.
-    order = np.linspace(0, len(dataset) - 1, n).round().astype(int).tolist() if n < len(dataset) else list(range(n))
+    order = sample_indices(len(dataset), limit)
+    n = len(order)
     per_image: dict[str, list[np.ndarray]] = {}
     map_name = ""
     deletion: list[dict[str, np.ndarray]] = []
@@ -89,18 +134,10 @@ def evaluate_explanations(
     def add(key: str, values: np.ndarray) -> None:
         per_image.setdefault(key, []).append(np.asarray(values, dtype=np.float64))
 
-    for start in tqdm(range(0, n, batch_size), desc="explain metrics", disable=not show_progress, leave=False):
-        idx = order[start : start + batch_size]
-        images, labels, parts, objects = [], [], [], []
-        for i in idx:
-            image, label = dataset[i]
-            part_boxes, obj = ground_truth_boxes(dataset, i)
-            images.append(transform(image))
-            labels.append(label)
-            parts.append(metrics.part_boxes_to_input(part_boxes, image.size, preprocess))
-            objects.append(metrics.part_boxes_to_input(obj[None], image.size, preprocess)[0])
-        x, y = torch.stack(images), torch.tensor(labels)
-        keep = metrics.has_part_boxes(parts)
+    batches = benchmark_batches(dataset, preprocess, order, batch_size)
+    total = -(-n // batch_size)
+    for batch in tqdm(batches, total=total, desc="explain metrics", disable=not show_progress, leave=False):
+        start, x, y, parts, keep = batch.start, batch.x, batch.labels, batch.parts, batch.keep
         maps, crops, map_name = explanation_maps(model, x)
         scores = metrics.score_maps(maps[keep], [p for p, k in zip(parts, keep) if k], frame)
         for key, values in scores.items():
@@ -113,7 +150,7 @@ def evaluate_explanations(
         with torch.no_grad():
             add("acc_clean", _accuracy(model.predict(x), y))
             add("acc_parts_occluded", _accuracy(model.predict(occlude_boxes(x, parts)), y))
-            patches = background_patches(parts, np.stack(objects), frame, seed=seed + start)
+            patches = background_patches(parts, batch.objects, frame, seed=seed + start)
             add("acc_background_occluded", _accuracy(model.predict(occlude_boxes(x, patches)), y))
             hidden = [p[:, 2:].prod(1).sum() for p in parts]
             placed = [q[:, 2:].prod(1).sum() if len(q) else 0.0 for q in patches]
