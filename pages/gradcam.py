@@ -41,9 +41,9 @@ def smram_maps(trace, image: ImageChoice, rgb, cams: dict | None = None) -> None
         st.info(f"Variant {trace.variant!r} has no SMRAM.")
         return
     maps = batch_row(trace.smram_maps, 0, 3)
-    ccmp = maps.max(axis=0)
-    h = float(ccmp.sum())
-    l_div = float(batch_row(trace.l_div_per_image, 0, 1)[0]) if trace.l_div_per_image is not None else 1 - h / 3
+    ccmp = batch_row(trace.ccmp, 0, 2)
+    h = float(trace.ccmp_spread[0])
+    l_div = float(trace.l_div_per_image[0])
     overlap = stage_overlap(cams) if cams else {}
     metrics_row = st.columns(2 + len(overlap))
     metrics_row[0].metric("h = Σ CCMP (1: same place … 3: disjoint)", f"{h:.4f}")

@@ -16,7 +16,7 @@ from fgvc_core.app.views import download_png, figure_download, image_with_downlo
 from fgvc_core.explain.rendering.figure_utils import batch_row
 from fgvc_core.explain.rendering.figures import attention_layers_figure, rollout_figure
 from fgvc_core.explain.rendering.overlay import figure_to_png_bytes
-from fgvc_core.ops.rollout import HEAD_FUSIONS, QUERIES, attention_rollout, fused_rollout, gradient_rollout
+from fgvc_core.ops.rollout import HEAD_FUSIONS, QUERIES, gradient_rollout
 
 QUERY_LABELS = {"cls": "CLS row (paper)", "mean": "mean of all rows (official code)"}
 
@@ -60,11 +60,8 @@ def rollout_panel(loaded: LoadedModel, image: ImageChoice, selection: Selection)
     sc = base.scales[scale]
     grid = tuple(sc.rollout.shape[-2:])
     rgb = render.scale_input(base, scale, loaded.preprocess)
-    if scale == 0:  # the trace state keeps scale 1's head-fused maps: the controls rerun only the chain
-        fused = base.cache.fused_attention(fusion)
-        rollout, ms = timed(lambda: fused_rollout(fused, discard, query, start)[0].reshape(grid))
-    else:
-        rollout, ms = timed(lambda: attention_rollout(sc.attentions, fusion, discard, query, start)[0].reshape(grid))
+    # The trace computes it as its DPPM proposal does (scale 1 reuses the kept head-fused maps).
+    rollout, ms = timed(lambda: base.rollout_with(scale, fusion, discard, query, start)[0])
     target, why = selection.target_class(loaded, sc.probs)
     grads = traces.attention_gradients(loaded, image, scale, target)
     attentions, gradients, _ = grads.value
