@@ -7,7 +7,7 @@ import numpy as np
 import streamlit as st
 
 from fgvc_core.app import render, traces
-from fgvc_core.app.cam_views import CAM_LABELS, stage_cam_row
+from fgvc_core.app.cam_views import stage_cam_row
 from fgvc_core.app.compare_choices import (
     CRA_GRIDS,
     LIMITS,
@@ -23,6 +23,7 @@ from fgvc_core.app.settings import MODEL_TITLES
 from fgvc_core.app.sidebar import Selection, render_sidebar
 from fgvc_core.app.views import image_with_download, prediction_line, timing_caption
 from fgvc_core.explain.attribution.cam import CAM_METHODS
+from fgvc_core.explain.attribution.methods import CAM_LABELS
 from fgvc_core.explain.rendering.figure_utils import format_prob
 
 

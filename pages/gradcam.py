@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from fgvc_core.app import render, traces
-from fgvc_core.app.cam_views import CAM_LABELS, stage_cam_row
+from fgvc_core.app.cam_views import stage_cam_row
 from fgvc_core.app.familiarity import familiarity_warning
 from fgvc_core.app.guard import guarded, page_guard
 from fgvc_core.app.images import ImageChoice
@@ -14,13 +14,14 @@ from fgvc_core.app.models import LoadedModel
 from fgvc_core.app.sidebar import Selection, render_sidebar
 from fgvc_core.app.views import figure_download, image_with_download, input_note, plotly, slug, timing_caption
 from fgvc_core.explain.attribution.cam import CAM_METHODS
+from fgvc_core.explain.attribution.methods import CAM_LABELS, CAM_TABLE
 from fgvc_core.explain.attribution.vit_cam import CAM_METHODS as VIT_CAM_METHODS
 from fgvc_core.explain.rendering.figure_utils import batch_row, display_image
 from fgvc_core.explain.rendering.figures import rollout_figure, smram_figure
 from fgvc_core.explain.rendering.plots import heatmap
 from fgvc_core.explain.scoring.map_readout import shared_scale, top_region_iou
 
-MANY_PASS = {"scorecam": "one forward pass per channel of each stage layer"}
+MANY_PASS = {name: m.cost for name, m in CAM_TABLE.items() if m.cost}
 OVERLAP_FRACTION = 0.2
 
 

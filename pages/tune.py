@@ -6,7 +6,6 @@ import streamlit as st
 
 from fgvc_core.app.ablation_views import retrained_section
 from fgvc_core.app.allowed import allowed_roots
-from fgvc_core.app.cam_views import CAM_LABELS
 from fgvc_core.app.checkpoints import describe
 from fgvc_core.app.guard import guarded, page_guard
 from fgvc_core.app.images import gallery
@@ -27,6 +26,7 @@ from fgvc_core.app.training_form import form_overrides
 from fgvc_core.app.views import plotly, timing_caption
 from fgvc_core.errors import FGVCError
 from fgvc_core.explain.attribution.cam import CAM_METHODS
+from fgvc_core.explain.attribution.methods import CAM_LABELS
 from fgvc_core.explain.rendering.plots import sweep_plot, training_curves
 from fgvc_core.models.cra_smra.trace import ALL_SUPPRESSED_DELTA
 

@@ -10,23 +10,9 @@ from fgvc_core.app.map_panels import map_panel
 from fgvc_core.app.models import LoadedModel
 from fgvc_core.app.session import Timed
 from fgvc_core.app.views import figure_download, image_with_download, slug
+from fgvc_core.explain.attribution.methods import CAM_LABELS
 from fgvc_core.explain.rendering.figure_utils import display_image
 from fgvc_core.explain.rendering.figures import stage_cam_figure
-
-CAM_LABELS = {
-    "gradcam": "Grad-CAM",
-    "gradcam++": "Grad-CAM++",
-    "xgradcam": "XGrad-CAM",
-    "layercam": "LayerCAM",
-    "hirescam": "HiResCAM",
-    "gradcam_elementwise": "Grad-CAM element-wise",
-    "eigencam": "Eigen-CAM",
-    "eigengradcam": "EigenGrad-CAM",
-    "kpcacam": "KPCA-CAM",
-    "fem": "FEM",
-    "finercam": "FinerCAM (fine-grained: target vs its closest classes)",
-    "scorecam": "Score-CAM (slow: one forward per channel)",
-}
 
 
 def stage_cam_row(

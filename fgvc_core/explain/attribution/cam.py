@@ -28,41 +28,13 @@ import cv2
 import numpy as np
 import torch
 import torch.nn as nn
-from pytorch_grad_cam import (
-    FEM,
-    KPCA_CAM,
-    EigenCAM,
-    EigenGradCAM,
-    FinerCAM,
-    GradCAM,
-    GradCAMElementWise,
-    GradCAMPlusPlus,
-    HiResCAM,
-    LayerCAM,
-    ScoreCAM,
-    XGradCAM,
-)
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget, FinerWeightedTarget
 
 from fgvc_core.errors import ConfigError
+from fgvc_core.explain.attribution.methods import CNN, cam_class, methods_for
 
-# name -> pytorch-grad-cam class. Left out on purpose: FullGrad (hooks every conv/BN of the model itself),
-# AblationCAM (swaps layers inside the model), ShapleyCAM (needs the library's own second-order backward).
-# ScoreCAM runs one forward per channel (C_a of them per stage): correct but slow.
-CAM_METHODS: dict[str, type] = {
-    "gradcam": GradCAM,
-    "gradcam++": GradCAMPlusPlus,
-    "xgradcam": XGradCAM,
-    "layercam": LayerCAM,
-    "hirescam": HiResCAM,
-    "gradcam_elementwise": GradCAMElementWise,
-    "eigencam": EigenCAM,
-    "eigengradcam": EigenGradCAM,
-    "kpcacam": KPCA_CAM,
-    "fem": FEM,
-    "finercam": FinerCAM,
-    "scorecam": ScoreCAM,
-}
+# The CNN rows of the one CAM table (labels, costs and library classes live there).
+CAM_METHODS: tuple[str, ...] = methods_for(CNN)
 CAM_LAYERS: tuple[str, ...] = ("enhanced", "stage")
 CAM_OUTPUTS: tuple[str, ...] = ("mean_logits", "log_probs", "stage3", "stage4", "stage5", "concat")
 CAM_STAGES: tuple[int, ...] = (3, 4, 5)
@@ -183,7 +155,7 @@ def stage_cams(
         model: a CRA-SMRA model in eval mode; it is not altered (no hooks, no mode flips, no ``.grad``).
         x: images (B, 3, H, W), normalised as the model expects.
         target_class: class to explain, one per batch or per image; default the combined prediction's argmax.
-        method: a key of :data:`CAM_METHODS`.
+        method: one of :data:`CAM_METHODS` (the ``"cnn"`` rows of ``methods.CAM_TABLE``).
         stages: which of stages 3, 4, 5.
         delta: δ override (None: the model's), so maps can follow the δ slider.
         omega: ω override (None: the model's).
@@ -206,7 +178,7 @@ def stage_cams(
     stages = sorted(stages)  # taps fire in forward order, and the library pairs layers with activations by order
     wrapper = StageCamModel(model, stages, layer, output, delta, omega)
     layers = [wrapper.taps[str(s)] for s in stages]
-    with torch.enable_grad(), CAM_METHODS[method](model=wrapper, target_layers=layers) as cam:
+    with torch.enable_grad(), cam_class(method)(model=wrapper, target_layers=layers) as cam:
         try:
             base = getattr(cam, "base_cam", cam)
             if normalise == "shared":

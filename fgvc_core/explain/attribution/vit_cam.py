@@ -19,24 +19,16 @@ import torch
 import torch.nn as nn
 
 from fgvc_core.errors import ConfigError
+from fgvc_core.explain.attribution.methods import VIT, cam_class, methods_for
 
-CAM_METHODS = ("gradcam", "gradcam++", "hirescam", "layercam", "xgradcam", "eigencam")
+# The ViT rows of the one CAM table (labels, costs and library classes live there).
+CAM_METHODS: tuple[str, ...] = methods_for(VIT)
 
 
 def _cam_class(method: str) -> type:
-    import pytorch_grad_cam as pgc
-
-    classes = {
-        "gradcam": pgc.GradCAM,
-        "gradcam++": pgc.GradCAMPlusPlus,
-        "hirescam": pgc.HiResCAM,
-        "layercam": pgc.LayerCAM,
-        "xgradcam": pgc.XGradCAM,
-        "eigencam": pgc.EigenCAM,
-    }
-    if method not in classes:
+    if method not in CAM_METHODS:
         raise ConfigError(f"method must be one of {', '.join(CAM_METHODS)}, got {method!r}")
-    return classes[method]
+    return cam_class(method)
 
 
 class _ScaleClassifier(nn.Module):
@@ -79,7 +71,7 @@ def rams_trans_cam(
         x: that scale's input ``(B, C, H, W)`` (``trace.scales[s].crop`` for ``s > 0``).
         target: class index, one per image, or None for each image's predicted class.
         scale: 0-based scale whose CLS token classifies.
-        method: one of ``CAM_METHODS`` (pytorch-grad-cam classes).
+        method: one of ``CAM_METHODS`` (the ``"vit"`` rows of ``methods.CAM_TABLE``).
         layer: block index whose ``norm1`` output is explained.
 
     Returns:
