@@ -225,14 +225,22 @@ def test_folder_refuses_one_file_in_two_classes(tmp_path: Path) -> None:
 
 
 def test_folder_nested_deeper_than_the_recursion_limit(tmp_path: Path) -> None:
+    # A fixed, low limit: other libraries in the suite raise it (CI saw a limit so high that limit + 100 levels of
+    # "/d" passed PATH_MAX), and the tree must stay below PATH_MAX while being deeper than the limit.
+    limit = 600
     w = _folder(tmp_path)
     levels = [w.root / "train" / "crow"]
-    for _ in range(sys.getrecursionlimit() + 100):  # pathlib's mkdir(parents=True) would itself recurse too deep
+    for _ in range(limit + 100):  # pathlib's mkdir(parents=True) would itself recurse too deep
         levels.append(levels[-1] / "d")
         os.mkdir(levels[-1])
     image = lf.write_image(levels[-1] / "deep.png", (9, 9, 9))
+    previous = sys.getrecursionlimit()
     try:
-        ds = build_dataset("folder", w.root, "train")
+        sys.setrecursionlimit(limit)
+        try:
+            ds = build_dataset("folder", w.root, "train")
+        finally:
+            sys.setrecursionlimit(previous)
         assert (str(image), 0) in ds.samples and len(ds) == len(w.samples["train"]) + 1
     finally:  # pytest's recursive rmtree cannot remove this tree
         image.unlink()

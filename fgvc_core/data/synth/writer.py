@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing as mp
+import os
 import shutil
 from collections.abc import Iterator
 from dataclasses import asdict
@@ -157,7 +158,9 @@ def write_benchmark(
     root = Path(root).expanduser()
     if root.exists() and any(root.iterdir()) and not overwrite:
         raise ConfigError(f"output folder {root} is not empty (use --overwrite to replace it)")
-    tmp = root.with_name(f".{root.name}.partial")
+    # One partial folder per process: two runs that need the same missing benchmark (train.ablate --jobs 2) render it
+    # side by side instead of deleting each other's half-written files; the first to finish wins.
+    tmp = root.with_name(f".{root.name}.partial-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     folders = [class_folder(k, attrs) for k, attrs in enumerate(table)]
     for folder in folders:
@@ -202,6 +205,9 @@ def write_benchmark(
         (tmp / name).write_text("\n".join(content) + "\n", encoding="utf-8")
     meta = meta_dict(num_classes, per_class, size, seed, test_fraction, jpeg_quality, options)
     (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")  # last: completion marker
+    if root.exists() and not overwrite and is_complete(root):  # another process finished the same benchmark first
+        shutil.rmtree(tmp)
+        return root
     if root.exists():
         shutil.rmtree(root)
     tmp.rename(root)
