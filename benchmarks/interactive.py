@@ -8,7 +8,7 @@ Rows (one image, B = 1, random weights, eval mode; every baseline computes the s
 - ``cra``: CRA-SMRA ResNet50 at 448 px. Baseline: a full ``trace(x, delta=0.7)``; ours: the δ-update
   ``trace(x, delta=0.7, cache=first.cache)``, which reruns only stages 4-5. Goal: <= 0.4× the full trace.
 - ``rams``: RAMS-Trans ViT-B/16 at 448 px (785 tokens), 2 scales. Baseline: a full ``trace(x, threshold=1.4)``;
-  ours: ``trace(x, threshold=1.4, reuse=first)``. Also one scale pass alone (a ViT pass returning every head's
+  ours: ``trace(x, threshold=1.4, cache=first.cache)``. Also one scale pass alone (a ViT pass returning every head's
   attention, as the trace does) and rollout + box alone: from the head-fused maps that the scale-1 state keeps
   (what a threshold move costs), and from every head (what the first rollout of an image costs). Goals: rollout
   + box <= 30 ms; update ≈ one scale pass (we judge <= 1.2×), not two.
@@ -191,7 +191,7 @@ def bench_rams(setup: Setup, repeats: int, warmup: int, report: Report) -> None:
 
     fns = {
         "rams.full_trace": lambda: model.trace(x, threshold=THRESHOLD),
-        "rams.threshold_update": lambda: model.trace(x, threshold=THRESHOLD, reuse=first),
+        "rams.threshold_update": lambda: model.trace(x, threshold=THRESHOLD, cache=first.cache),
         "rams.one_scale_pass": one_scale_pass,
         "rams.rollout_box": rollout_box,
         "rams.rollout_box_unfused": rollout_box_unfused,
@@ -201,7 +201,7 @@ def bench_rams(setup: Setup, repeats: int, warmup: int, report: Report) -> None:
         timings,
         {
             "rams.full_trace": f"RAMS-Trans trace(x, threshold={THRESHOLD}): 2 ViT passes, rollouts, boxes, crop",
-            "rams.threshold_update": f"trace(x, threshold={THRESHOLD}, reuse=first): rollout, box, crop, scale 2",
+            "rams.threshold_update": f"trace(x, threshold={THRESHOLD}, cache=first.cache): rollout, box, crop, scale 2",
             "rams.one_scale_pass": "one ViT pass returning every block's attention (all heads), no grad",
             "rams.rollout_box": "fused_rollout over the scale-1 state's head-fused maps + DPPM mask/component/box",
             "rams.rollout_box_unfused": "attention_rollout over all heads of the scale-1 attention + DPPM box",

@@ -8,14 +8,7 @@ import streamlit as st
 
 from fgvc_core.app import render, traces
 from fgvc_core.app.cam_views import stage_cam_row
-from fgvc_core.app.compare_choices import (
-    CRA_GRIDS,
-    LIMITS,
-    RAMS_GRIDS,
-    Choice,
-    compare_options,
-    default_choices,
-)
+from fgvc_core.app.compare_choices import Choice, compare_options, compare_plan, default_choices
 from fgvc_core.app.guard import guarded, page_guard
 from fgvc_core.app.images import ImageChoice
 from fgvc_core.app.models import LoadedModel, load_model
@@ -38,14 +31,15 @@ def target_text(selection: Selection, loaded: LoadedModel, probs) -> tuple[int, 
 
 
 def pick(options: list[Choice], kind: str, key: str) -> list[Choice]:
-    """A multiselect of at most ``LIMITS[kind]`` checkpoints, starting with :func:`default_choices`."""
+    """A multiselect of at most the plan's limit of checkpoints, starting with :func:`default_choices`."""
     by_path = {str(c.path): c for c in options}
+    limit = compare_plan(kind).limit
     chosen = st.multiselect(
-        f"{MODEL_TITLES[kind]} checkpoints (up to {LIMITS[kind]})",
+        f"{MODEL_TITLES[kind]} checkpoints (up to {limit})",
         list(by_path),
         default=[str(c.path) for c in default_choices(options, kind)],
         format_func=lambda p: by_path[p].label,
-        max_selections=LIMITS[kind],
+        max_selections=limit,
         key=key,
     )
     return [by_path[p] for p in chosen]
@@ -76,7 +70,7 @@ def cra_row(selection: Selection, choice: Choice, image: ImageChoice, method: st
 @guarded
 def cra_panel(selection: Selection, image: ImageChoice) -> None:
     """Each chosen CRA-SMRA checkpoint as one row: input, then stages 3, 4, 5 (method and opacity shared)."""
-    options = compare_options(selection.paths, "cra_smra", CRA_GRIDS)
+    options = compare_options(selection.paths, "cra_smra")
     chosen = pick(options, "cra_smra", "compare_cra")
     c1, c2 = st.columns(2)
     method = c1.selectbox("CAM method", list(CAM_METHODS), format_func=CAM_LABELS.get, key="compare_cam_method")
@@ -117,7 +111,7 @@ def rams_row(selection: Selection, choice: Choice, image: ImageChoice, i: int) -
 @st.fragment
 @guarded
 def rams_panel(selection: Selection, image: ImageChoice) -> None:
-    options = compare_options(selection.paths, "rams_trans", RAMS_GRIDS)
+    options = compare_options(selection.paths, "rams_trans")
     chosen = pick(options, "rams_trans", "compare_rams")
     if not chosen:
         st.info("Pick RAMS-Trans checkpoints above (the `rams` grid's one_scale and two_scales medians, if run).")

@@ -1,6 +1,6 @@
 """DPPM scales (RAMS-Trans): rollout → thresholded mask → largest component → box → zoomed crop, scale by scale.
 
-The threshold α slider reruns only the DPPM from the scale-1 attention already computed (``trace(reuse=...)``):
+The threshold α slider reruns only the DPPM from the scale-1 attention already computed (``trace(cache=...)``):
 one rollout, the box and the later scales.
 """
 

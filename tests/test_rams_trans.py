@@ -237,10 +237,10 @@ def test_trace_reuse_skips_the_scale1_pass_and_never_touches_the_model():
     first = model.trace(x)
     assert len(calls) == 3
     calls.clear()
-    again = model.trace(None, threshold=0.8, head_fusion="max", query="mean", reuse=first)
+    again = model.trace(None, threshold=0.8, head_fusion="max", rollout_query="mean", cache=first.cache)
     assert len(calls) == 2  # scales 2 and 3 only
     handle.remove()
-    fresh = model.trace(x, threshold=0.8, head_fusion="max", query="mean")
+    fresh = model.trace(x, threshold=0.8, head_fusion="max", rollout_query="mean")
     for a, b in zip(again.scales, fresh.scales):
         torch.testing.assert_close(a.box, b.box, atol=0, rtol=0)
         torch.testing.assert_close(a.rollout, b.rollout, atol=1e-6, rtol=0)
@@ -253,9 +253,9 @@ def test_trace_reuse_skips_the_scale1_pass_and_never_touches_the_model():
     assert model.training and _hooks(model) == hooks
     assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
     with pytest.raises(ConfigError, match="another input"):
-        model.trace(torch.randn(2, 3, 32, 32), reuse=first)
+        model.trace(torch.randn(2, 3, 32, 32), cache=first.cache)
     with pytest.raises(ConfigError, match="another model"):
-        copy.deepcopy(model).trace(None, reuse=first)
+        copy.deepcopy(model).trace(None, cache=first.cache)
 
 
 def test_trace_maps_boxes_to_the_original_image():
@@ -336,7 +336,7 @@ def test_a_threshold_step_that_proposes_a_box_seen_before_reuses_its_zoomed_pass
     real = vitlib.forward_scale
     monkeypatch.setattr(vitlib, "forward_scale", lambda *a, **k: calls.append(1) or real(*a, **k))
     thresholds = [1.0, 1.05, 1.0, 0.95, 1.0]
-    traces = [model.trace(None, threshold=t, reuse=first) for t in thresholds]
+    traces = [model.trace(None, threshold=t, cache=first.cache) for t in thresholds]
     boxes = {tuple(t.scales[1].box.flatten().tolist()) for t in traces}
     assert len(calls) <= len(boxes) <= len(thresholds) and len(boxes) <= ZOOM_CACHE
     assert len(calls) == len(boxes) - 1  # threshold 1.0's box was zoomed by the first trace already

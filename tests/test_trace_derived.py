@@ -34,7 +34,7 @@ def rams():
 @pytest.mark.parametrize("scale", [0, 1])
 def test_rollout_with_the_traced_options_is_the_rollout_the_proposal_used(rams, scale):
     model, x = rams
-    options = dict(head_fusion="max", query="mean", discard_ratio=0.3, start_layer=1)
+    options = dict(head_fusion="max", rollout_query="mean", discard_ratio=0.3, start_layer=1)
     trace = model.trace(x, **options)
     again = trace.rollout_with(scale, options["head_fusion"], 0.3, "mean", 1)
     assert again.shape == trace.scales[scale].rollout.shape
@@ -47,7 +47,7 @@ def test_rollout_with_other_options_equals_a_fresh_trace_and_the_matrix_chain(ra
     grid = tuple(base.scales[0].rollout.shape[-2:])
     for fusion, query, start in [("max", "mean", 1), ("min", "cls", 2), ("mean", "mean", 0)]:
         # Scale 1 reuses the cached head-fused maps; a fresh trace with these options fuses from scratch.
-        fresh = model.trace(x, head_fusion=fusion, query=query, discard_ratio=0.0, start_layer=start)
+        fresh = model.trace(x, head_fusion=fusion, rollout_query=query, discard_ratio=0.0, start_layer=start)
         ours = base.rollout_with(0, fusion, 0.0, query, start)
         torch.testing.assert_close(ours, fresh.scales[0].rollout, atol=1e-6, rtol=0)
         naive = matrix_chain_rollout(base.scales[0].attentions, fusion, query, start).view(-1, *grid)

@@ -91,7 +91,7 @@ def test_rams_trans_traces_rollouts_and_cams_from_threads(rams):
 
     def job(x: torch.Tensor) -> dict[str, Any]:
         base = rams.trace(x)
-        moved = rams.trace(None, threshold=0.9, head_fusion="max", reuse=base)  # the slider path
+        moved = rams.trace(None, threshold=0.9, head_fusion="max", cache=base.cache)  # the slider path
         attentions, gradients, classes = rams.attention_gradients(x, target=1)
         return {
             "base": base,

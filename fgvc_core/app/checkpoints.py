@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from fgvc_core.app.allowed import NOT_AVAILABLE, PathNotAvailable, allowed_roots, confine, is_inside
-from fgvc_core.app.settings import MODEL_KINDS, MODEL_TITLES, AppPaths, display_path
+from fgvc_core.app.settings import MODEL_KINDS, MODEL_TITLES, SWEEP_MODEL, AppPaths, display_path
 from fgvc_core.engine.checkpoint import read_meta, sidecar_path
 from fgvc_core.errors import CheckpointError
 
@@ -25,7 +25,7 @@ class CheckpointInfo:
 
     Attributes:
         path: the ``.safetensors`` file (absolute).
-        kind: the model name in the sidecar (``rams_trans`` or ``cra_smra``).
+        kind: the model name in the sidecar (a registered model: ``fgvc_core.models.registry.get_spec(kind)``).
         source: ``demo``, ``checkpoints``, ``sweep``, ``run`` (trained from the app) or ``typed``.
         meta: the whole sidecar.
     """
@@ -107,7 +107,9 @@ def describe(path: Path, source: str) -> CheckpointInfo:
 
 def _candidates(paths: AppPaths) -> Iterable[tuple[Path, str]]:
     for kind in MODEL_KINDS:
-        yield paths.demo(kind), "demo"
+        demo = paths.demo(kind)
+        if demo is not None:
+            yield demo, "demo"
     if paths.checkpoints.is_dir():
         for path in sorted(paths.checkpoints.rglob("*.safetensors")):
             yield path, "sweep" if path.parent == paths.sweep else "checkpoints"
@@ -168,7 +170,7 @@ class SweepPoint:
 
 
 def gamma_sweep(paths: AppPaths) -> list[SweepPoint]:
-    """The CRA-SMRA checkpoints in ``checkpoints/sweep/``, sorted by γ (one per γ: the first file wins)."""
+    """The ``SWEEP_MODEL`` (CRA-SMRA) checkpoints in ``checkpoints/sweep/`` by γ (one per γ: the first file wins)."""
     points: dict[float, SweepPoint] = {}
     if not paths.sweep.is_dir():
         return []
@@ -183,7 +185,7 @@ def gamma_sweep(paths: AppPaths) -> list[SweepPoint]:
         except CheckpointError:
             continue
         gamma = info.config.get("gamma")
-        if info.kind != "cra_smra" or not isinstance(gamma, (int, float)):
+        if info.kind != SWEEP_MODEL or not isinstance(gamma, (int, float)):
             continue
         points.setdefault(float(gamma), SweepPoint(float(gamma), info, numeric_metrics(info.meta)))
     return [points[g] for g in sorted(points)]

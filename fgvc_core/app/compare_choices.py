@@ -1,11 +1,12 @@
 """Which checkpoints the Compare variants page offers, and which it starts with (no Streamlit, no weights loaded).
 
-The offer: the median-seed run of every variant of the ablation grids found under the runs roots
+What each model offers comes from its spec's :class:`~fgvc_core.models.registry.ComparePlan`. The offer: the
+median-seed run of every variant of the plan's ablation grids found under the runs roots
 (``fgvc_core.app.ablation_tables``), then every checkpoint the sidebar lists (demos, ``checkpoints/`` with the γ sweep,
 runs trained in the app). Each path passes ``validate_checkpoint_path``, so a run folder symlinked out of the allowed
-roots is never offered. The defaults: the ``cra_table3`` grid's ``base``, ``cram`` and ``cram_smram`` medians (the
-paper's Figs. 4-6), else the γ sweep checkpoints; for RAMS-Trans the ``rams`` grid's ``one_scale`` and ``two_scales``
-medians, else the first listed checkpoints.
+roots is never offered. The defaults: the plan's default variants of its default grid (CRA-SMRA: ``cra_table3``'s
+``base``, ``cram`` and ``cram_smram`` medians, the paper's Figs. 4-6; RAMS-Trans: ``rams``' ``one_scale`` and
+``two_scales``), else its fallback (CRA-SMRA: the γ sweep checkpoints; RAMS-Trans: the first listed checkpoints).
 """
 
 from __future__ import annotations
@@ -18,13 +19,8 @@ from pathlib import Path
 from fgvc_core.app.ablation_tables import grid_tables, median_run, read_runs_table, run_checkpoint
 from fgvc_core.app.checkpoints import list_checkpoints, validate_checkpoint_path
 from fgvc_core.app.settings import AppPaths
-from fgvc_core.errors import FGVCError
-
-CRA_GRIDS = ("cra_table3", "cra_gamma", "cra_delta")
-RAMS_GRIDS = ("rams",)
-CRA_DEFAULTS = ("cra_table3", ("base", "cram", "cram_smram"))
-RAMS_DEFAULTS = ("rams", ("one_scale", "two_scales"))
-LIMITS = {"cra_smra": 3, "rams_trans": 2}
+from fgvc_core.errors import ConfigError, FGVCError
+from fgvc_core.models.registry import ComparePlan, get_spec
 
 
 @dataclass(frozen=True)
@@ -63,8 +59,21 @@ def grid_medians(grid: str, paths: AppPaths, kind: str) -> list[Choice]:
     return found
 
 
-def compare_options(paths: AppPaths, kind: str, grids: Sequence[str]) -> list[Choice]:
-    """The grids' median checkpoints first, then every listed checkpoint of ``kind`` (each file once)."""
+def compare_plan(kind: str) -> ComparePlan:
+    """What the Compare page offers for model ``kind``.
+
+    Raises:
+        ConfigError: the model is unknown or its spec has no compare plan.
+    """
+    plan = get_spec(kind).compare
+    if plan is None:
+        raise ConfigError(f"the Compare page has no plan for {get_spec(kind).title}")
+    return plan
+
+
+def compare_options(paths: AppPaths, kind: str, grids: Sequence[str] | None = None) -> list[Choice]:
+    """The grids' median checkpoints first (default: the plan's), then every listed checkpoint of ``kind``."""
+    grids = compare_plan(kind).grids if grids is None else grids
     options: dict[Path, Choice] = {}
     for grid in grids:
         for choice in grid_medians(grid, paths, kind):
@@ -75,12 +84,10 @@ def compare_options(paths: AppPaths, kind: str, grids: Sequence[str]) -> list[Ch
 
 
 def default_choices(options: Sequence[Choice], kind: str) -> list[Choice]:
-    """What the page starts with (see the module docstring); never more than the page's limit for ``kind``."""
-    grid, variants = CRA_DEFAULTS if kind == "cra_smra" else RAMS_DEFAULTS
-    by_variant = {c.variant: c for c in options if c.grid == grid}
-    chosen = [by_variant[v] for v in variants if v in by_variant]
-    if not chosen and kind == "cra_smra":
-        chosen = [c for c in options if c.source == "sweep"]
-    if not chosen and kind == "rams_trans":
-        chosen = list(options)
-    return chosen[: LIMITS[kind]]
+    """What the page starts with (see the module docstring); never more than the plan's limit for ``kind``."""
+    plan = compare_plan(kind)
+    by_variant = {c.variant: c for c in options if c.grid == plan.default_grid}
+    chosen = [by_variant[v] for v in plan.default_variants if v in by_variant]
+    if not chosen:
+        chosen = [c for c in options if c.source == "sweep"] if plan.fallback == "sweep" else list(options)
+    return chosen[: plan.limit]

@@ -18,12 +18,16 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from fgvc_core.models.registry import get_spec, list_specs
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
-MODEL_KINDS: tuple[str, ...] = ("rams_trans", "cra_smra")
-MODEL_TITLES: dict[str, str] = {"rams_trans": "RAMS-Trans", "cra_smra": "CRA-SMRA"}
-DEMO_FILES: dict[str, str] = {"rams_trans": "rams_trans_demo.safetensors", "cra_smra": "cra_smra_demo.safetensors"}
+# From the model specs (fgvc_core.models.registry), in their registration order: the order the app shows models in.
+MODEL_KINDS: tuple[str, ...] = tuple(spec.name for spec in list_specs())
+MODEL_TITLES: dict[str, str] = {spec.name: spec.title for spec in list_specs()}
+DEMO_FILES: dict[str, str] = {spec.name: spec.demo_file for spec in list_specs() if spec.demo_file}
 SWEEP_FOLDER = "sweep"
+SWEEP_MODEL = "cra_smra"  # the γ sweep in SWEEP_FOLDER varies CRA-SMRA's SMRAM weight γ (the Tune page)
 IMAGE_TYPES: tuple[str, ...] = ("png", "jpg", "jpeg", "webp", "bmp", "gif", "tif", "tiff")
 UPLOAD_KINDS = "PNG, JPEG, WebP, BMP, GIF or TIFF"
 
@@ -42,9 +46,15 @@ class AppPaths:
     def sweep(self) -> Path:
         return self.checkpoints / SWEEP_FOLDER
 
-    def demo(self, kind: str) -> Path:
-        """The demo checkpoint of ``kind`` (it may not exist yet)."""
-        return self.checkpoints / DEMO_FILES[kind]
+    def demo(self, kind: str) -> Path | None:
+        """The demo checkpoint of ``kind`` (it may not exist yet); None for a model without a demo."""
+        name = DEMO_FILES.get(kind)
+        return None if name is None else self.checkpoints / name
+
+
+def model_kinds(page: str | None = None) -> tuple[str, ...]:
+    """The registered models in app order; with ``page``, only those whose spec lists that page."""
+    return tuple(kind for kind in MODEL_KINDS if page is None or get_spec(kind).supports(page))
 
 
 def _env_path(name: str, default: Path) -> Path:

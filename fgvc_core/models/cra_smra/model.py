@@ -243,7 +243,7 @@ class CraSmra(FGVCModel):
     @torch.no_grad()
     def trace(
         self,
-        x: torch.Tensor,
+        x: torch.Tensor | None,
         delta: float | None = None,
         omega: float | None = None,
         cache: CraSmraCache | None = None,
@@ -254,7 +254,7 @@ class CraSmra(FGVCModel):
         computed whenever the variant has SMRAM, for inspection.
 
         Args:
-            x: images (B, 3, H, W).
+            x: images (B, 3, H, W); may be None when ``cache`` is given (it holds all that stages 1-3 made of x).
             delta: δ override in (0, 1]; default the build option.
             omega: ω override in [0, 1]; default the build option.
             cache: ``trace.cache`` of an earlier trace of the same ``x`` on this model; stages 1-3 are skipped.
@@ -265,15 +265,18 @@ class CraSmra(FGVCModel):
         delta = self.config["delta"] if delta is None else check_delta(delta)
         omega = self.config["omega"] if omega is None else check_omega(omega)
         device = next(self.parameters()).device
-        x = x.to(device)
-        fingerprint = input_fingerprint(x)
+        if x is None and cache is None:
+            raise ConfigError("trace needs an input x (or cache=an earlier trace's cache)")
+        if x is not None:
+            x = x.to(device)
+        fingerprint = input_fingerprint(x) if x is not None else getattr(cache, "fingerprint", None)
         stage3 = None
         if cache is not None:
             if not isinstance(cache, CraSmraCache):
                 raise ConfigError(f"cache must be a CraSmraCache from trace(), got {type(cache).__name__}")
             if (cache.model_key, cache.input_shape, cache.fingerprint) != (
                 self._cache_key(),
-                tuple(x.shape),
+                tuple(x.shape) if x is not None else cache.input_shape,
                 fingerprint,
             ):
                 raise ConfigError("this trace cache belongs to another input or model state; trace without it first")
@@ -299,6 +302,7 @@ class CraSmra(FGVCModel):
             omega=omega if self.uses_cram else None,
             variant=self.config["variant"],
             cache=cache,
+            input_size=tuple(cache.input_shape[-2:]),
         )
 
     # ---------------------------------------------------------------- weights and training helpers

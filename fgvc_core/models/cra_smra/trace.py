@@ -12,10 +12,12 @@ from typing import NamedTuple
 
 import torch
 
+from fgvc_core.models.base import ExplanationMap, to_input_pixels
 from fgvc_core.models.cra_smra import smram
 
 # δ at or below 1/e suppresses every channel of every image (see StageTrace.all_suppressed_delta).
 ALL_SUPPRESSED_DELTA = math.exp(-1)
+DEFAULT_MAP = "enhanced map (stage 5)"  # the spec's default_map
 
 
 class ReattentionOutput(NamedTuple):
@@ -134,6 +136,7 @@ class CraSmraTrace:
         omega: the ω used (None for variants without CRAM).
         variant: the model's variant.
         cache: pass it back to ``trace`` with the same input to skip stages 1-3.
+        input_size: ``(H, W)`` of the network input.
     """
 
     stages: tuple[StageTrace, ...]
@@ -147,6 +150,17 @@ class CraSmraTrace:
     omega: float | None
     variant: str
     cache: CraSmraCache
+    input_size: tuple[int, int] | None = None  # (H, W) of the traced input, for default_map
+
+    def default_map(self, row: int = 0) -> ExplanationMap:
+        """The last stage's enhanced map (channel mean of ``X_e``) of image ``row`` over the input pixels, in [0, 1].
+
+        Gradient-free, so every trace carries it; the class-specific stage-5 Grad-CAM needs a backward pass
+        (``explain.attribution.cam.stage_cams``).
+        """
+        if self.input_size is None:
+            raise ValueError("this trace does not know its input size")
+        return ExplanationMap(to_input_pixels(self.stages[-1].enhanced_mean[row], self.input_size), DEFAULT_MAP)
 
     def stage(self, number: int) -> StageTrace:
         """The trace of stage ``number`` (3, 4 or 5)."""

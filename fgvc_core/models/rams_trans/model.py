@@ -257,20 +257,20 @@ class RamsTrans(FGVCModel):
         x: torch.Tensor | None,
         threshold: float | Sequence[float] | None = None,
         head_fusion: str | None = None,
-        query: str | None = None,
+        rollout_query: str | None = None,
         discard_ratio: float | None = None,
         start_layer: int | None = None,
-        reuse: RamsTransTrace | None = None,
+        cache: Scale1State | None = None,
         original_size: tuple[int, int] | Sequence[tuple[int, int]] | None = None,
         preprocess: Mapping[str, Any] | None = None,
     ) -> RamsTransTrace:
         """Every artefact of an eval-mode pass, with DPPM options overridden for this call only.
 
         Args:
-            x: network input ``(B, C, H, W)``; may be None when ``reuse`` is given.
-            threshold, head_fusion, query, discard_ratio, start_layer: overrides of the build options.
-            reuse: an earlier trace of the same input by this model: its scale-1 attention is reused, so only
-                the rollout, the boxes and scales 2+ are recomputed.
+            x: network input ``(B, C, H, W)``; may be None when ``cache`` is given.
+            threshold, head_fusion, rollout_query, discard_ratio, start_layer: overrides of the build options.
+            cache: ``trace.cache`` of an earlier trace of the same input by this model: its scale-1 attention is
+                reused, so only the rollout, the boxes and scales 2+ are recomputed.
             original_size, preprocess: ``(W, H)`` of the uploaded image and the checkpoint's preprocess dict; when
                 both are given every scale also gets ``box_original``.
 
@@ -280,14 +280,14 @@ class RamsTrans(FGVCModel):
         opts = dppm.make_options(
             d.thresholds if threshold is None else threshold,
             d.head_fusion if head_fusion is None else head_fusion,
-            d.query if query is None else query,
+            d.query if rollout_query is None else rollout_query,
             d.discard_ratio if discard_ratio is None else discard_ratio,
             d.start_layer if start_layer is None else start_layer,
             self.num_scales,
             len(self.vit.blocks),
         )
         device = self.vit.cls_token.device
-        state = self._scale1_state(x, reuse, device)
+        state = self._scale1_state(x, cache, device)
         x_dev = state.x.to(device)
         box = self._whole(state.x)
         scales = []
@@ -326,16 +326,17 @@ class RamsTrans(FGVCModel):
         logits, attentions = vitlib.forward_scale(self.vit, crop, self.cls_token(scale), False, "heads")
         return crop.cpu(), logits.float().cpu(), tuple(a.float().cpu() for a in attentions)
 
-    def _scale1_state(self, x: torch.Tensor | None, reuse: RamsTransTrace | None, device) -> Scale1State:
-        if reuse is not None:
-            state = reuse.cache
-            if state.config != self.config or state.owner != id(self):
-                raise ConfigError("reuse: that trace was made by another model; trace without reuse")
-            if x is not None and (x.shape != state.x.shape or not torch.equal(x.detach().cpu(), state.x)):
-                raise ConfigError("reuse: the trace was made for another input; trace the new input without reuse")
-            return state
+    def _scale1_state(self, x: torch.Tensor | None, cache: Scale1State | None, device) -> Scale1State:
+        if cache is not None:
+            if not isinstance(cache, Scale1State):
+                raise ConfigError(f"cache must be trace.cache (a Scale1State), got {type(cache).__name__}")
+            if cache.config != self.config or cache.owner != id(self):
+                raise ConfigError("cache: that trace was made by another model; trace without a cache")
+            if x is not None and (x.shape != cache.x.shape or not torch.equal(x.detach().cpu(), cache.x)):
+                raise ConfigError("cache: the trace was made for another input; trace the new input without a cache")
+            return cache
         if x is None:
-            raise ConfigError("trace needs an input x (or reuse=an earlier trace)")
+            raise ConfigError("trace needs an input x (or cache=an earlier trace's cache)")
         self._check_input(x)
         logits, attentions = vitlib.forward_scale(self.vit, x.to(device), self.cls_token(0), False, "heads")
         return Scale1State(

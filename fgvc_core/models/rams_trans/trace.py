@@ -18,9 +18,11 @@ from typing import Any
 
 import torch
 
+from fgvc_core.models.base import ExplanationMap, to_input_pixels
 from fgvc_core.ops.rollout import attention_rollout, fuse_layers, fused_rollout
 
 ZOOM_CACHE = 4  # later-scale passes a Scale1State keeps (see Scale1State.zoom)
+DEFAULT_MAP = "attention rollout (scale 1)"  # the spec's default_map
 
 
 @dataclass(frozen=True)
@@ -48,14 +50,15 @@ class ScaleTrace:
 class Scale1State:
     """Everything the DPPM options do not change: the scale-1 input, attention and prediction.
 
-    A later ``trace(..., reuse=previous_trace)`` starts from here, so moving the threshold (or head fusion, query,
-    discard ratio, start layer) costs one O(L·N²) rollout plus the later scales, never a scale-1 ViT pass.
+    A later ``trace(..., cache=previous_trace.cache)`` starts from here, so moving the threshold (or head fusion,
+    rollout query, discard ratio, start layer) costs one O(L·N²) rollout plus the later scales, never a scale-1 ViT
+    pass.
     """
 
     x: torch.Tensor  # (B, C, H, W) the network input
     attentions: tuple[torch.Tensor, ...]
     logits: torch.Tensor
-    config: dict[str, Any] = field(repr=False)  # the model's build config, to refuse reuse across models
+    config: dict[str, Any] = field(repr=False)  # the model's build config, to refuse a cache across models
     owner: int = field(default=0, repr=False)  # id() of the model that made it (a reloaded model is another)
     # head fusion -> (L, B, N, N) maps, filled on first use. Fusing reads every head of every layer (355 MB at
     # 448 px for a ViT-B), ~10× the cost of the rollout itself, and does not depend on the slider's threshold.
@@ -112,12 +115,22 @@ class RamsTransTrace:
 
     scales: tuple[ScaleTrace, ...]
     probs: torch.Tensor  # (B, K) mean of the trained scales' softmaxes (the paper's test rule; w_s > 0)
-    options: dict[str, Any]  # threshold(s), head_fusion, query, discard_ratio, start_layer actually used
-    cache: Scale1State
+    options: dict[str, Any]  # threshold(s), head_fusion, rollout_query, discard_ratio, start_layer actually used
+    cache: Scale1State  # pass it back as trace(..., cache=trace.cache): no scale-1 pass
 
     @property
     def logits(self) -> dict[str, torch.Tensor]:
         return {scale.head_name: scale.logits for scale in self.scales}
+
+    @property
+    def head_probs(self) -> dict[str, torch.Tensor]:
+        """Each scale's softmax ``(B, K)``, by head name (``scale1``, ``scale2``...)."""
+        return {scale.head_name: scale.probs for scale in self.scales}
+
+    def default_map(self, row: int = 0) -> ExplanationMap:
+        """The scale-1 attention rollout of image ``row`` over the network input's pixels, in [0, 1]."""
+        first = self.scales[0]
+        return ExplanationMap(to_input_pixels(first.rollout[row], tuple(first.crop.shape[-2:])), DEFAULT_MAP)
 
     def rollout_with(
         self, scale: int, head_fusion: str, discard_ratio: float, rollout_query: str, start_layer: int
