@@ -19,18 +19,11 @@ from fgvc_core.explain.rendering.plots import topk_bar
 from fgvc_core.explain.scoring.agreement import map_agreement
 
 
-def head_probabilities(kind: str, trace) -> dict:
-    """Per-head probabilities of a trace: scales for RAMS-Trans, stages and concat for CRA-SMRA."""
-    if kind == "rams_trans":
-        return {scale.head_name: scale.probs for scale in trace.scales}
-    return dict(trace.head_probs)
-
-
 def model_column(selection: Selection, kind: str) -> None:
     st.subheader(MODEL_TITLES[kind])
     loaded = selection.model(kind)
     image = selection.require_image()
-    result = traces.rams_base(loaded, image) if kind == "rams_trans" else traces.cra_base(loaded, image)
+    result = traces.base_trace(loaded, image)
     trace = result.value
     classes = loaded.classes
     headline("Combined prediction", trace.probs, classes)
@@ -39,7 +32,7 @@ def model_column(selection: Selection, kind: str) -> None:
     if image.label_name is not None:
         correct = classes[int(trace.probs.argmax())] == image.label_name
         st.caption(f"True class: {image.label_name} ({'correct' if correct else 'wrong'})")
-    heads = head_probabilities(kind, trace)
+    heads = dict(trace.head_probs)  # every Trace: per head (scales or stages)
     plotly(topk_bar(heads, classes, k=5, combined=trace.probs), f"{kind}_top5_{image.name}", key=f"top5_{kind}")
     st.caption(
         "Per head: "
@@ -94,13 +87,21 @@ def both_models(selection: Selection) -> None:
             st.warning("The two checkpoints crop this image differently, so the maps do not cover the same area.")
 
 
-CROP_LEGEND = "boxes: what RAMS-Trans (red) and CRA-SMRA (blue) see"
+CROP_COLOURS = {(255, 64, 64): "red", (64, 160, 255): "blue", (80, 200, 80): "green"}  # in MODEL_KINDS order
+
+
+def crop_legend(selection: Selection) -> str:
+    """``boxes: what RAMS-Trans (red) and CRA-SMRA (blue) see``, for the models whose crop is drawn."""
+    named = [f"{MODEL_TITLES[k]} ({c})" for k, c in zip(MODEL_KINDS, CROP_COLOURS.values()) if selection.has(k)]
+    if not named:
+        return "no checkpoint chosen"
+    return "boxes: what " + (" and ".join(named) if len(named) < 3 else ", ".join(named)) + " see"
 
 
 def input_crops(selection: Selection, image) -> object:
     """The upload with the part each chosen checkpoint's test transform keeps (its centre crop) drawn on it."""
     boxes, colors = [], []
-    for kind, color in zip(MODEL_KINDS, ((255, 64, 64), (64, 160, 255))):
+    for kind, color in zip(MODEL_KINDS, CROP_COLOURS):
         if not selection.has(kind):
             continue
         with page_guard():
@@ -127,7 +128,7 @@ def main() -> None:
     with left:
         st.image(
             input_crops(selection, image),
-            caption=f"{image.name} · {image.image.size[0]}×{image.image.size[1]} px · {CROP_LEGEND}",
+            caption=f"{image.name} · {image.image.size[0]}×{image.image.size[1]} px · {crop_legend(selection)}",
             width="stretch",
         )
         if image.label_name is not None:
@@ -135,8 +136,10 @@ def main() -> None:
         target = selection.target or "each model's prediction"
         st.caption(f"Maps explain: {target}.")
     with right:
-        columns = st.columns(len(MODEL_KINDS))
-        for column, kind in zip(columns, MODEL_KINDS):
+        # One column per model with a checkpoint chosen (every model while none is: each then says what is missing).
+        kinds = [kind for kind in MODEL_KINDS if selection.has(kind)] or list(MODEL_KINDS)
+        columns = st.columns(len(kinds))
+        for column, kind in zip(columns, kinds):
             with column, page_guard():
                 model_column(selection, kind)
     st.subheader("Both models on this image")

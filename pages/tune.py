@@ -16,7 +16,7 @@ from fgvc_core.app.sweeps import delta_grid, delta_sweep
 from fgvc_core.app.training import (
     failure_reason,
     list_runs,
-    metrics_path,
+    metrics_series,
     recipes,
     run_state,
     start_training,
@@ -129,7 +129,7 @@ def run_monitor(run_dir, paths: AppPaths) -> None:
             min(1.0, state.fraction), text=f"{state.state} · step {step}/{total} · epoch {status.get('epoch', 0)}"
         )
         try:
-            plotly(training_curves(metrics_path(run_dir)), f"curves_{run_dir.name}", key="train_curves")
+            plotly(training_curves(metrics_series(run_dir)), f"curves_{run_dir.name}", key="train_curves")
         except FGVCError:
             st.caption("Waiting for the first logged step…")
         if state.state == "done" and state.checkpoint is not None:

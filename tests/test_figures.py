@@ -12,6 +12,7 @@ from PIL import Image
 
 import fgvc_core
 from fgvc_core.data.transforms import denormalize, preprocess_config
+from fgvc_core.engine.logging import read_metrics_csv
 from fgvc_core.errors import ConfigError
 from fgvc_core.explain.rendering import figures, plots
 from fgvc_core.explain.rendering.overlay import figure_to_png_bytes
@@ -266,16 +267,18 @@ def test_training_curves_read_a_hand_written_metrics_csv(tmp_path):
         "3.0,0,20,train,loss,1.9\n"  # a resumed run logged step 20 again: the later row wins
         "3.5,1,30,train,loss,1.5\n"
     )
-    fig = plots.training_curves(csv_path)
+    fig = plots.training_curves(read_metrics_csv(csv_path))
     by_name = {t.name: t for t in fig.data}
     assert set(by_name) == {"train/loss", "train/acc", "test/combined_top1"}  # lr is not a curve
     assert list(by_name["train/loss"].x) == [10, 20, 30] and list(by_name["train/loss"].y) == [2.5, 1.9, 1.5]
     assert list(by_name["test/combined_top1"].y) == [0.4]
     assert by_name["train/loss"].yaxis == "y" and by_name["train/acc"].yaxis == "y2"
-    only_lr = plots.training_curves(csv_path, names=["lr"])
+    only_lr = plots.training_curves(read_metrics_csv(csv_path), names=["lr"])
     assert [t.name for t in only_lr.data] == ["train/lr"] and list(only_lr.data[0].y) == [0.01]
     with pytest.raises(ConfigError, match="not found"):
-        plots.training_curves(tmp_path / "missing.csv")
+        read_metrics_csv(tmp_path / "missing.csv")
     (tmp_path / "bad.csv").write_text("a,b\n1,2\n")
     with pytest.raises(ConfigError, match="columns"):
-        plots.training_curves(tmp_path / "bad.csv")
+        read_metrics_csv(tmp_path / "bad.csv")
+    with pytest.raises(ConfigError, match="no metrics to plot"):
+        plots.training_curves(read_metrics_csv(csv_path), names=["no_such_metric"])

@@ -17,6 +17,7 @@ from matplotlib.figure import Figure
 from fgvc_core.errors import ConfigError
 from fgvc_core.explain.rendering import figures, plots
 from fgvc_core.explain.rendering.figure_utils import class_name, format_prob
+from fgvc_core.models.registry import get_spec, resolve
 
 
 @dataclass
@@ -42,42 +43,52 @@ class ExplainOptions:
 
 
 def cam_methods(model_name: str) -> tuple[str, ...]:
-    """The CAM methods the model's CAM function accepts."""
-    if model_name == "rams_trans":
-        from fgvc_core.explain.attribution.vit_cam import CAM_METHODS as VIT_METHODS
+    """The CAM methods the model's CAM function accepts (its spec's ``cam_methods``)."""
+    return get_spec(model_name).cam_methods
 
-        return tuple(VIT_METHODS)
-    from fgvc_core.explain.attribution.cam import CAM_METHODS
 
-    return tuple(CAM_METHODS)
+# ExplainOptions field -> the --flag that sets it; a model's trace takes only its spec's trace_options.
+_TRACE_FLAGS = {"threshold": "--threshold", "delta": "--delta", "omega": "--omega"}
 
 
 def check_options(model: Any, options: ExplainOptions) -> list[str]:
     """Validate the options against the model before any image is read; returns notes on ignored options."""
-    methods = cam_methods(model.model_name)
-    if options.cam_method not in methods:
-        raise ConfigError(f"--cam-method for {model.model_name} must be one of {', '.join(methods)}")
-    notes = []
-    if model.model_name == "rams_trans" and (options.delta is not None or options.omega is not None):
-        notes.append("--delta/--omega apply to CRA-SMRA only; ignored for rams_trans")
-    if model.model_name == "cra_smra" and options.threshold is not None:
-        notes.append("--threshold applies to RAMS-Trans only; ignored for cra_smra")
-    return notes
+    spec = get_spec(model.model_name)
+    methods = spec.cam_methods
+    if methods and options.cam_method not in methods:
+        raise ConfigError(f"--cam-method for {spec.title} must be one of {', '.join(methods)}")
+    ignored = [flag for name, flag in _TRACE_FLAGS.items() if getattr(options, name) is not None]
+    ignored = [flag for flag in ignored if flag.removeprefix("--") not in spec.trace_options]
+    if ignored:
+        takes = ", ".join(f"--{name}" for name in spec.trace_options if name in _TRACE_FLAGS) or "none of them"
+        return [f"{'/'.join(ignored)} ignored for {spec.title} (its trace takes {takes})"]
+    return []
 
 
 def image_views(
     model: Any, meta: Mapping[str, Any], x: torch.Tensor, image: Any, options: ExplainOptions
 ) -> tuple[list[View], dict[str, Any]]:
-    """All views of one image ``x`` (1, C, H, W) and a summary (top-1 class and probability)."""
-    if model.model_name == "rams_trans":
-        views, probs = rams_trans_views(model, meta, x, image, options)
-    elif model.model_name == "cra_smra":
-        views, probs = cra_smra_views(model, meta, x, options)
-    else:
-        raise ConfigError(f"no explanations for model {model.model_name!r}")
+    """All views of one image ``x`` (1, C, H, W) and a summary (top-1 class and probability).
+
+    The views come from the model spec's ``export_views``; a model without them gets :func:`generic_views`.
+    """
+    target = get_spec(model.model_name).export_views
+    views_of = generic_views if target is None else resolve(target)
+    views, probs = views_of(model, meta, x, image, options)
     top = int(probs.argmax())
     summary = {"top1": class_name(meta.get("classes"), top), "prob": float(probs[top]), "class_index": top}
     return views, summary
+
+
+def generic_views(model: Any, meta: Mapping[str, Any], x: torch.Tensor, image: Any, options: ExplainOptions):
+    """What every model offers: the prediction and its trace's default map."""
+    names, pp = meta.get("classes"), meta.get("preprocess")
+    trace = model.trace(x)
+    views = [_prediction_view(trace.head_probs, trace.probs, names, options.topk)]
+    map_, name = trace.default_map(0)
+    figure = figures.rollout_figure(x[0], map_, name, preprocess=pp)
+    views.append(View("default_map", name, figure, [plots.heatmap(map_, name, zmin=0, zmax=1)]))
+    return views, trace.probs[0]
 
 
 def _prediction_view(head_probs: dict[str, torch.Tensor], probs: torch.Tensor, names, k: int) -> View:
@@ -132,7 +143,7 @@ def rams_trans_views(model: Any, meta: Mapping[str, Any], x: torch.Tensor, image
     return views, trace.probs[0]
 
 
-def cra_smra_views(model: Any, meta: Mapping[str, Any], x: torch.Tensor, options: ExplainOptions):
+def cra_smra_views(model: Any, meta: Mapping[str, Any], x: torch.Tensor, image: Any, options: ExplainOptions):
     """Prediction, per-stage CAMs, and per stage: CRAM channel bars and channel maps; SMRAM maps."""
     from fgvc_core.explain.attribution.cam import stage_cams
 

@@ -364,3 +364,10 @@ def stop_training(run_dir: Path) -> bool:
 
 def metrics_path(run_dir: Path) -> Path:
     return Path(run_dir) / METRICS_FILE
+
+
+def metrics_series(run_dir: Path) -> dict[tuple[str, str], list[tuple[int, float]]]:
+    """The run's logged curves ``{(split, name): [(step, value), ...]}`` (ConfigError while there is no log)."""
+    from fgvc_core.engine.logging import read_metrics_csv
+
+    return read_metrics_csv(metrics_path(run_dir))

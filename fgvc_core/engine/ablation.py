@@ -27,7 +27,7 @@ import json
 import math
 import os
 import statistics
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -268,8 +268,8 @@ def _trained_steps(folder: Path, best_meta: dict[str, Any]) -> int:
 
 def result_record(run: RunSpec, best: Path, explain_limit: int) -> dict[str, Any]:
     """The numbers of a trained run: the sidecar's test/val top-1 of ``best`` and the explanation metrics."""
-    import fgvc_core
-    from fgvc_core.engine.checkpoint import read_meta
+    from fgvc_core.data.registry import build_dataset
+    from fgvc_core.engine.checkpoint import load_checkpoint, read_meta
 
     meta = read_meta(best)
     metrics = meta.get("metrics") or {}
@@ -289,8 +289,8 @@ def result_record(run: RunSpec, best: Path, explain_limit: int) -> dict[str, Any
 
         data = meta["dataset"]
         name = "synth" if data["name"] == "synth_stream" else data["name"]
-        model, _ = fgvc_core.load_checkpoint(best)
-        raw = fgvc_core.build_dataset(name, data["root"], data["test_split"])
+        model, _ = load_checkpoint(best)
+        raw = build_dataset(name, data["root"], data["test_split"])
         report = evaluate_explanations(model, raw, meta["preprocess"], limit=explain_limit, show_progress=False)
         record["explain_images"] = report.get("images")
         record["pointing_game"] = _mean_of(report, "pointing game", "ours")
@@ -325,21 +325,41 @@ def median_record(records: Sequence[dict[str, Any]], variant: str, metric: str =
     return ranked[(len(ranked) - 1) // 2] if ranked else None
 
 
-def ship_medians(runs: Sequence[RunSpec], target: Path, log: Callable[[str], None] = print) -> list[Path]:
+def ship_medians(
+    runs: Sequence[RunSpec],
+    target: Path,
+    log: Callable[[str], None] = print,
+    known: Sequence[Mapping[str, Any]] = (),
+) -> list[Path]:
     """Write the median-seed checkpoint of every complete variant to ``target/<variant>/seed<s>/best.safetensors``.
 
     Weights go as float16 (a third of the size; the sidecar's metrics are those measured on the float32 run, and
     ``shipped_as`` says so). A variant with a missing seed, or whose median run's weights are gone, ships nothing;
     an earlier shipped seed of a variant is removed, so each variant ships exactly one.
+
+    ``known``: records of a committed results table (``variant``, ``seed``, ``test_top1``...) for runs whose
+    folders are gone (a fresh clone): the median is picked over them, and only the median run must be here, for
+    instance retrained with ``--only <variant> --seeds <s>``. A run that is here and in ``known`` must agree on its
+    test top-1, else the variant ships nothing (the retrained run is not the run the table reports).
     """
     import shutil
 
-    import fgvc_core
+    from fgvc_core.engine.checkpoint import load_checkpoint, save_checkpoint
 
+    table = {(str(r["variant"]), int(r["seed"])): r for r in known}
     written = []
     for variant in dict.fromkeys(r.variant for r in runs):
         same = [r for r in runs if r.variant == variant]
-        records = [read_result(r.folder) for r in same]
+        here = [read_result(r.folder) for r in same]
+        listed = [table.get((variant, r.seed)) for r in same]
+        disagree = [
+            r.seed for r, a, b in zip(same, here, listed)
+            if a is not None and b is not None and abs(float(a["test_top1"]) - float(b["test_top1"])) > 1e-9
+        ]  # fmt: skip
+        if disagree:
+            log(f"not shipped {variant}: seed(s) {disagree} here differ from the results table")
+            continue
+        records = [a if a is not None else b for a, b in zip(here, listed)]
         if any(rec is None for rec in records):
             continue
         median = median_record(records, variant)
@@ -353,13 +373,13 @@ def ship_medians(runs: Sequence[RunSpec], target: Path, log: Callable[[str], Non
             shutil.rmtree(folder)
         out = folder / f"seed{run.seed}" / "best.safetensors"
         out.parent.mkdir(parents=True)
-        model, meta = fgvc_core.load_checkpoint(best)
+        model, meta = load_checkpoint(best)
         keep = {
             k: v for k, v in meta.items() if k not in ("format", "format_version", "code_version", "model", "weights")
         }
         keep["shipped_as"] = {"dtype": "float16", "from": f"{variant}/seed{run.seed}", "metrics_measured_in": "float32",
                               "median_of_seeds": sorted(int(r["seed"]) for r in records)}  # fmt: skip
-        fgvc_core.save_checkpoint(model, out, keep, dtype="float16")
+        save_checkpoint(model, out, keep, dtype="float16")
         log(f"shipped {variant}: seed {run.seed} (median test top-1 {_pct(float(median['test_top1']))} %) -> {out}")
         written.append(out)
     return written

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-import fgvc_core
+from fgvc_core.data.registry import build_dataset
 from fgvc_core.data.transforms import build_transform, preprocess_config
 from fgvc_core.engine.bad_images import GuardedLoader
 from fgvc_core.engine.splits import SubsetView, per_class_holdout
@@ -116,7 +116,7 @@ def build_data(data_cfg: dict[str, Any], preprocess: dict[str, Any]) -> RunData:
         train = SynthStream(
             num_samples=data_cfg["train_samples"], num_classes=num_classes, seed=data_cfg["seed"], **options
         )
-        test = fgvc_core.build_dataset("synth", data_cfg["root"], data_cfg["test_split"], eval_transform)
+        test = build_dataset("synth", data_cfg["root"], data_cfg["test_split"], eval_transform)
         classes = list(test.classes)
         if classes != list(train.classes):
             raise ConfigError(
@@ -135,11 +135,11 @@ def build_data(data_cfg: dict[str, Any], preprocess: dict[str, Any]) -> RunData:
                 **{k: v for k, v in options.items() if k != "transform"},
             )
         return RunData(train, val, test, classes)
-    train = fgvc_core.build_dataset(name, data_cfg["root"], data_cfg["train_split"], None, **options)
-    test = fgvc_core.build_dataset(name, data_cfg["root"], data_cfg["test_split"], eval_transform, **options)
+    train = build_dataset(name, data_cfg["root"], data_cfg["train_split"], None, **options)
+    test = build_dataset(name, data_cfg["root"], data_cfg["test_split"], eval_transform, **options)
     val = None
     if data_cfg.get("val_split") is not None:
-        val = fgvc_core.build_dataset(name, data_cfg["root"], data_cfg["val_split"], eval_transform, **options)
+        val = build_dataset(name, data_cfg["root"], data_cfg["val_split"], eval_transform, **options)
         if list(val.classes) != list(train.classes):
             raise ConfigError(f"data.val_split {data_cfg['val_split']!r} has other classes than the training split")
     elif data_cfg.get("val_fraction", 0.0) > 0:

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fgvc_core.errors import TrainingError
+from fgvc_core.errors import ConfigError, TrainingError
 
 CSV_HEADER = ["time", "epoch", "step", "split", "name", "value"]
 
@@ -153,3 +153,29 @@ def truncate_metrics(out_dir: str | Path, rows: int | None = None, max_step: int
         writer.writerows(kept)
     os.replace(tmp, path)
     return len(kept)
+
+
+def read_metrics_csv(path: str | Path) -> dict[tuple[str, str], list[tuple[int, float]]]:
+    """The engine's long-format ``metrics.csv`` -> ``{(split, name): [(step, value), ...]}`` sorted by step.
+
+    A resumed run appends to the same file and may log a step again; the row written last wins, which is the run
+    that continued. Rows whose step or value is not a number are skipped.
+
+    Raises:
+        ConfigError: the file is missing or has not the engine's columns.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"metrics file not found: {path}")
+    series: dict[tuple[str, str], dict[int, float]] = {}
+    with open(path, newline="") as handle:
+        reader = csv.DictReader(handle)
+        if reader.fieldnames is None or not set(CSV_HEADER) <= set(reader.fieldnames):
+            raise ConfigError(f"{path.name} has not the columns {', '.join(CSV_HEADER)}")
+        for row in reader:
+            try:
+                step, value = int(float(row["step"])), float(row["value"])
+            except (TypeError, ValueError):
+                continue
+            series.setdefault((row["split"], row["name"]), {})[step] = value
+    return {key: sorted(points.items()) for key, points in series.items()}

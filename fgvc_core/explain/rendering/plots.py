@@ -7,10 +7,8 @@ Batched tensors take ``index`` to pick the image; ``(K,)``/``(C,)``/``(h, w)`` v
 
 from __future__ import annotations
 
-import csv
 import math
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,7 +20,6 @@ from fgvc_core.explain.rendering.figure_utils import BAR_COLOR, batch_row, check
 
 SUPPRESSED_COLOR = "#d62728"
 COMBINED_COLOR = "#444444"
-METRIC_COLUMNS = ("time", "epoch", "step", "split", "name", "value")
 # Names the training curves skip unless asked for: they are not losses or accuracies.
 _NOT_CURVES = ("lr", "img_per_s")
 
@@ -188,51 +185,30 @@ def sweep_plot(
     return fig
 
 
-def read_metrics_csv(path: str | Path) -> dict[tuple[str, str], list[tuple[int, float]]]:
-    """The engine's long-format ``metrics.csv`` -> ``{(split, name): [(step, value), ...]}`` sorted by step.
-
-    A resumed run appends to the same file and may log a step again; the row written last wins, which is the run
-    that continued. Rows whose step or value is not a number are skipped.
-
-    Raises:
-        ConfigError: the file is missing or has not the engine's columns.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"metrics file not found: {path}")
-    series: dict[tuple[str, str], dict[int, float]] = {}
-    with open(path, newline="") as handle:
-        reader = csv.DictReader(handle)
-        if reader.fieldnames is None or not set(METRIC_COLUMNS) <= set(reader.fieldnames):
-            raise ConfigError(f"{path.name} has not the columns {', '.join(METRIC_COLUMNS)}")
-        for row in reader:
-            try:
-                step, value = int(float(row["step"])), float(row["value"])
-            except (TypeError, ValueError):
-                continue
-            series.setdefault((row["split"], row["name"]), {})[step] = value
-    return {key: sorted(points.items()) for key, points in series.items()}
-
-
 def metric_group(name: str) -> str:
     """``"accuracy"`` for accuracy-like names (``acc``, ``*_top1``, ``*_top5``), ``"loss"`` for the rest."""
     return "accuracy" if "acc" in name or "top1" in name or "top5" in name else "loss"
 
 
-def training_curves(metrics_csv_path: str | Path, names: Sequence[str] | None = None) -> go.Figure:
+def training_curves(
+    series: Mapping[tuple[str, str], Sequence[tuple[int, float]]],
+    names: Sequence[str] | None = None,
+    source: str = "metrics.csv",
+) -> go.Figure:
     """Losses (top panel) and accuracies (bottom panel) against the optimiser step, one line per split and name.
 
     Args:
-        metrics_csv_path: a run's ``metrics.csv`` (columns ``time, epoch, step, split, name, value``).
+        series: ``{(split, name): [(step, value), ...]}``, as ``fgvc_core.engine.logging.read_metrics_csv`` reads a
+            run's ``metrics.csv``.
         names: metric names to draw; default every name except ``lr`` and ``img_per_s``.
+        source: what the series came from, for the error message.
 
     Raises:
-        ConfigError: unreadable file, or nothing to draw.
+        ConfigError: nothing to draw.
     """
-    series = read_metrics_csv(metrics_csv_path)
     wanted = {k: v for k, v in series.items() if (k[1] in names if names is not None else k[1] not in _NOT_CURVES)}
     if not wanted:
-        raise ConfigError(f"{Path(metrics_csv_path).name} holds no metrics to plot yet")
+        raise ConfigError(f"{source} holds no metrics to plot yet")
     groups = [g for g in ("loss", "accuracy") if any(metric_group(n) == g for _, n in wanted)]
     fig = make_subplots(rows=len(groups), cols=1, shared_xaxes=True, subplot_titles=groups)
     for (split, name), points in sorted(wanted.items()):

@@ -88,17 +88,36 @@ def benchmark_batches(
         yield BenchmarkBatch(start, torch.stack(images), torch.tensor(labels), parts, np.stack(objects), keep)
 
 
-def explanation_maps(model: torch.nn.Module, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray | None, str]:
-    """(maps (B, h, w), crop boxes xyxy (B, 4) in input pixels or None, a name for the map)."""
-    if model.model_name == "rams_trans":
-        trace = model.trace(x)
-        crops = trace.scales[1].box.numpy() if len(trace.scales) > 1 else None
-        return trace.scales[0].rollout.numpy(), crops, "attention rollout (scale 1)"
-    if model.model_name == "cra_smra":
-        from fgvc_core.explain.attribution.cam import stage_cams
+def rollout_maps(model: torch.nn.Module, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray | None, str]:
+    """RAMS-Trans: the scale-1 attention rollout and, with a second scale, the DPPM crop boxes."""
+    trace = model.trace(x)
+    crops = trace.scales[1].box.numpy() if len(trace.scales) > 1 else None
+    return trace.scales[0].rollout.numpy(), crops, "attention rollout (scale 1)"
 
-        return stage_cams(model, x, stages=(5,))[5], None, "Grad-CAM (stage 5)"
-    raise ConfigError(f"no explanation map defined for model {model.model_name!r}")
+
+def stage5_gradcam_maps(model: torch.nn.Module, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray | None, str]:
+    """CRA-SMRA: the stage-5 Grad-CAM of the predicted class (no crops)."""
+    from fgvc_core.explain.attribution.cam import stage_cams
+
+    return stage_cams(model, x, stages=(5,))[5], None, "Grad-CAM (stage 5)"
+
+
+def default_maps(model: torch.nn.Module, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray | None, str]:
+    """Any model: every image's ``trace.default_map()`` (gradient-free), no crops."""
+    trace = model.trace(x)
+    maps = [trace.default_map(row) for row in range(x.shape[0])]
+    return torch.stack([m.map for m in maps]).numpy(), None, maps[0].name
+
+
+def explanation_maps(model: torch.nn.Module, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray | None, str]:
+    """(maps (B, h, w), crop boxes xyxy (B, 4) in input pixels or None, a name for the map).
+
+    Which map: the model spec's ``evaluation_maps`` (``fgvc_core.models.registry``), else :func:`default_maps`.
+    """
+    from fgvc_core.models.registry import get_spec, resolve
+
+    target = get_spec(model.model_name).evaluation_maps
+    return (default_maps if target is None else resolve(target))(model, x)
 
 
 def _accuracy(probs: torch.Tensor, labels: torch.Tensor) -> np.ndarray:
