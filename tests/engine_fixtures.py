@@ -28,10 +28,17 @@ TINY_MODELS: dict[str, dict[str, Any]] = {
         "head_hidden": 16,
         "reduction": 4,
     },
+    "vit_classifier": {
+        "name": "vit_classifier",
+        "backbone": "vit_tiny_patch16_224",
+        "img_size": 32,
+        "patch_size": 8,
+        "vit_kwargs": {"depth": 2, "embed_dim": 32, "num_heads": 2},
+    },
 }
 
 # Options that make a model's training draw random numbers (dropout), so that an exact resume must restore the RNG.
-RESUME_OPTIONS: dict[str, dict[str, Any]] = {"rams_trans": {"drop_rate": 0.1}}
+RESUME_OPTIONS: dict[str, dict[str, Any]] = {"rams_trans": {"drop_rate": 0.1}, "vit_classifier": {"drop_rate": 0.1}}
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -25,7 +25,7 @@ def test_recipes_exist_for_both_models_and_all_datasets():
 def test_recipe_builds_its_model_and_lr_groups(path):
     config = load_config(path)
     options = {k: v for k, v in config["model"].items() if k not in ("name", "pretrained")}
-    if config["model"]["name"] == "rams_trans" and "demo" not in path.stem:
+    if config["model"]["name"] in ("rams_trans", "vit_classifier") and "demo" not in path.stem:
         options.update(img_size=64)  # same architecture family, smaller grid: keeps the test fast
     model = fgvc_core.build_model(config["model"]["name"], 5, **options)
     groups = named_parameter_groups(model)
@@ -35,9 +35,10 @@ def test_recipe_builds_its_model_and_lr_groups(path):
     if "demo" not in path.stem:
         assert config["model"]["pretrained"].startswith("/path/to/")  # a placeholder the user replaces
         # the official RAMS-Trans Dogs loader resizes to 448 and crops 224; every other recipe crops 448
-        expected = (448, 224) if path.stem == "rams_trans_dogs" else ((600, 448) if "rams" in path.stem else (550, 448))
+        vit = "rams" in path.stem or "vit" in path.stem
+        expected = (448, 224) if path.stem == "rams_trans_dogs" else ((600, 448) if vit else (550, 448))
         assert (preprocess["resize"], preprocess["img_size"]) == expected
-        if "rams" in path.stem:  # the ViT's input is the transform's crop
+        if vit:  # the ViT's input is the transform's crop
             assert config["model"]["img_size"] == preprocess["img_size"]
         # both papers resize both sides; CRA-SMRA's paper centre-crops in training too; selection on validation
         assert preprocess["resize_mode"] == "square"

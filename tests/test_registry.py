@@ -11,7 +11,7 @@ from fgvc_core.errors import ConfigError
 def test_list_models():
     from fgvc_core.models import list_models
 
-    assert list_models() == ["cra_smra", "rams_trans"]
+    assert list_models() == ["cra_smra", "rams_trans", "vit_classifier"]
 
 
 @pytest.mark.parametrize("num_classes", [0, 1, 2.5, "3"])
@@ -37,20 +37,25 @@ def test_every_builder_has_a_spec_and_the_app_order_is_registration_order():
     from fgvc_core.models.registry import get_spec, list_models, list_specs
 
     specs = list_specs()
-    assert [s.name for s in specs] == ["rams_trans", "cra_smra"]  # the order the app lays models out in
+    assert [s.name for s in specs] == ["rams_trans", "cra_smra", "vit_classifier"]  # the app's order
     assert sorted(s.name for s in specs) == list_models()
     assert [get_spec(s.name) for s in specs] == specs
-    assert {s.name: s.title for s in specs} == {"rams_trans": "RAMS-Trans", "cra_smra": "CRA-SMRA"}
+    assert {s.name: s.title for s in specs} == {
+        "rams_trans": "RAMS-Trans",
+        "cra_smra": "CRA-SMRA",
+        "vit_classifier": "ViT classifier",
+    }
     assert {s.name: s.demo_file for s in specs} == {
         "rams_trans": "rams_trans_demo.safetensors",
         "cra_smra": "cra_smra_demo.safetensors",
+        "vit_classifier": None,  # no demo checkpoint: the app lists it once a checkpoint exists
     }
 
 
 def test_get_spec_of_an_unknown_model_names_the_choices():
     from fgvc_core.models.registry import get_spec
 
-    with pytest.raises(ConfigError, match="unknown model 'resnet'; choose one of cra_smra, rams_trans"):
+    with pytest.raises(ConfigError, match="unknown model 'resnet'; choose one of cra_smra, rams_trans, vit_classifier"):
         get_spec("resnet")
 
 
@@ -67,7 +72,7 @@ def test_a_spec_refuses_unknown_pages_trace_context_and_a_second_registration():
         register(get_spec("cra_smra"))
 
 
-@pytest.mark.parametrize("name", ["rams_trans", "cra_smra"])
+@pytest.mark.parametrize("name", ["rams_trans", "cra_smra", "vit_classifier"])
 def test_spec_targets_resolve_and_match_the_model(name):
     from fgvc_core.data.transforms import PRESETS
     from fgvc_core.models import limits

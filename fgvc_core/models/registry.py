@@ -260,3 +260,33 @@ register(
         ),
     )
 )
+
+_VIT = "fgvc_core.models.vit_classifier"
+_VIT_OPTIONS = frozenset({
+    "backbone", "img_size", "patch_size", "head_fusion", "rollout_query", "discard_ratio", "start_layer",
+    "drop_rate", "vit_kwargs", "patch_embed",
+})  # fmt: skip
+
+register(
+    ModelSpec(
+        name="vit_classifier",
+        title="ViT classifier",
+        builder=f"{_VIT}.model:build_vit_classifier",
+        trace_type=f"{_VIT}.trace:VitTrace",
+        default_map="attention rollout",
+        transform_preset="rams_trans",  # the ViT papers' preprocessing (square resize, centre crop at test)
+        checkpoint_options=_VIT_OPTIONS,
+        size_caps=(
+            ("img_size", 1, limits.MAX_IMG_SIZE),
+            ("patch_size", 1, limits.MAX_IMG_SIZE),
+            ("vit_kwargs.embed_dim", 1, limits.MAX_WIDTH),
+            ("vit_kwargs.depth", 1, limits.MAX_DEPTH),
+            ("vit_kwargs.num_heads", 1, limits.MAX_HEADS),
+            ("vit_kwargs.mlp_ratio", 0, limits.MAX_MLP_RATIO),
+        ),
+        trace_options=("head_fusion", "rollout_query", "discard_ratio", "start_layer"),
+        cam_methods=("gradcam", "gradcam++", "hirescam", "layercam", "xgradcam", "eigencam"),
+        cam_function=f"{_ATTRIBUTION}.vit_cam:rams_trans_cam",  # any model with .vit, .cls_token(0), .head_names
+        pages=("overview", "evaluation"),
+    )
+)
