@@ -297,6 +297,41 @@ def test_ship_writes_the_median_seed_of_each_complete_variant_in_float16(finishe
         assert model.num_classes == 4
 
 
+def test_ship_from_a_committed_table_needs_only_the_median_run_and_refuses_a_disagreeing_one(finished_grid, tmp_path):
+    grid, out, _ = finished_grid
+    clone = tmp_path / "out"  # a fresh clone: the table is committed, only the median runs were retrained
+    shutil.copytree(out, clone)
+    tables = tmp_path / "tables"
+    tables.mkdir()
+    rows = _rows(out / "runs.csv")
+    medians = {}
+    for variant in ("a", "b"):
+        ranked = sorted(
+            (r for r in rows if r["variant"] == variant), key=lambda r: (float(r["test_top1"]), int(r["seed"]))
+        )
+        medians[variant] = ranked[0]  # the lower middle of two
+        shutil.rmtree(clone / variant / f"seed{ranked[1]['seed']}")
+    shutil.copyfile(out / "runs.csv", tables / f"{yaml.safe_load(grid.read_text())['grid']}_runs.csv")
+    ship = tmp_path / "ship"
+    args = ["--grid", str(grid), "--seeds", "0", "1", "--out", str(clone), "--table-dir", str(tables)]
+    assert ablate.main([*args, "--ship", "--ship-dir", str(ship)]) == 0
+    assert sorted(p.name for p in (ship / "a").iterdir()) == [f"seed{medians['a']['seed']}"]
+    assert sorted(p.name for p in (ship / "b").iterdir()) == [f"seed{medians['b']['seed']}"]
+    # The table says another number for a's median run than its folder: a ships nothing, b still ships.
+    table = tables / f"{yaml.safe_load(grid.read_text())['grid']}_runs.csv"
+    assert table.read_text().splitlines()[0].split(",")[:3] == ["variant", "seed", "test_top1"]
+    lines = table.read_text().splitlines()
+    for i, line in enumerate(lines):
+        cells = line.split(",")
+        if cells[:2] == ["a", medians["a"]["seed"]]:
+            cells[2] = "0.0123"
+            lines[i] = ",".join(cells)
+    table.write_text("\n".join(lines) + "\n")
+    other = tmp_path / "ship2"
+    assert ablate.main([*args, "--ship", "--ship-dir", str(other)]) == 0
+    assert not (other / "a").exists() and (other / "b").is_dir()
+
+
 def test_claims_are_written_from_the_table_folder(tmp_path, capsys):
     tables = tmp_path / "tables"
     tables.mkdir()

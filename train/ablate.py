@@ -13,7 +13,9 @@ continue: finished runs are skipped, an unfinished one resumes from its last che
 clones, ``--stash`` copies to train/wip_runs/ablate/<grid>/ (to be committed) the resumable files of every unfinished
 run and the record and logs of every finished one (its weights too while its variant lacks seeds), and a later run
 restores the ones its --out lacks. ``--ship`` writes the median seed of every complete variant, in float16, to
-checkpoints/ablation/<grid>/<variant>/seed<s>/ (what the app's Compare page opens). See docs/ablations.md.
+checkpoints/ablation/<grid>/<variant>/seed<s>/ (what the app's Compare page opens); with a committed results table
+(<table-dir>/<grid>_runs.csv) only the median run's folder must be here, e.g. retrained on a fresh clone with
+``--only <variant> --seeds <s>``, and it must reproduce the table's test top-1. See docs/ablations.md.
 """
 
 from __future__ import annotations
@@ -82,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.stash:
             return _stash(runs, stash)
         if args.ship:
-            ablation.ship_medians(runs, Path(args.ship_dir or SHIPPED / grid.name))
+            known = _table_records(Path(args.table_dir or TABLES), grid.name)
+            ablation.ship_medians(runs, Path(args.ship_dir or SHIPPED / grid.name), known=known)
             return 0
         _restore(runs, stash)
         for line in ablation.ensure_benchmarks(grid, runs):
@@ -115,6 +118,14 @@ def _stash(runs, target: Path) -> int:
         copied = copy_run(run.folder, folder, files)
         print(f"stashed {run.name}: {', '.join(copied)}")
     return 0
+
+
+def _table_records(tables: Path, grid: str) -> list[dict]:
+    """The runs of ``<tables>/<grid>_runs.csv`` (a committed results table), or none when there is no table."""
+    from fgvc_core.app.ablation_tables import read_runs_table
+
+    path = tables / f"{grid}_runs.csv"
+    return read_runs_table(path, "tables folder").records if path.is_file() else []
 
 
 def _claims(tables: Path, command: str) -> int:
