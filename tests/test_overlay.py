@@ -45,6 +45,20 @@ def test_image_kinds_agree(image):
         O.overlay_heatmap(image, heat, alpha=1.5)
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_resize_map_is_torch_bilinear_without_align_corners_up_and_down(seed):
+    import torch
+    import torch.nn.functional as F
+
+    rng = np.random.default_rng(seed)
+    for _ in range(25):
+        h, w, out_h, out_w = (int(v) for v in rng.integers(1, 40, 4))
+        heat = rng.normal(size=(h, w))
+        want = F.interpolate(torch.from_numpy(heat)[None, None], size=(out_h, out_w), mode="bilinear",
+                             align_corners=False)[0, 0].numpy()  # fmt: skip
+        np.testing.assert_allclose(O.resize_map(heat, (out_h, out_w)), want, atol=1e-12, rtol=0)
+
+
 def test_small_heatmap_is_resized_bilinearly_then_normalised():
     heat = np.array([[0.0, 1.0], [2.0, 5.0]])
     up = naive_bilinear(heat, 6, 8)
