@@ -24,9 +24,9 @@ from fgvc_core.explain.rendering.figure_cra import CHANNEL_SOURCES, channel_maps
 from fgvc_core.explain.rendering.figure_utils import batch_row, display_image
 from fgvc_core.explain.rendering.figures import channel_maps_figure, cram_channels_figure
 from fgvc_core.explain.rendering.plots import SUPPRESSED_COLOR, channel_bars, heatmap, topk_bar
+from fgvc_core.models.cra_smra.model import CRAM_STAGES
 from fgvc_core.models.cra_smra.trace import ALL_SUPPRESSED_DELTA
 
-STAGES = (3, 4, 5)
 # I = σ(·) lies in (0, 1), so I*_c / max I* = exp(I_c − max I) > 1/e: any δ ≤ 1/e suppresses every channel of
 # every image. The slider starts at the first step above that degenerate range.
 DELTA_MIN = math.ceil(ALL_SUPPRESSED_DELTA * 100) / 100
@@ -200,7 +200,7 @@ def cram_panel(loaded: LoadedModel, image: ImageChoice) -> None:
         headline("Combined prediction", trace.probs, loaded.classes)
         st.dataframe(stage_table(trace), hide_index=True, width="stretch")
         st.caption(suppression_line(trace))
-    stage = st.radio("Stage", STAGES, format_func=lambda s: f"stage {s}", horizontal=True, key="cram_stage")
+    stage = st.radio("Stage", CRAM_STAGES, format_func=lambda s: f"stage {s}", horizontal=True, key="cram_stage")
     st_ = trace.stage(stage)
     c1, c2 = st.columns([1, 3])
     sort = c1.toggle("Sort by I", value=True, key="cram_sort")

@@ -19,11 +19,9 @@ from typing import Any
 import numpy as np
 
 from fgvc_core.errors import ConfigError
-from fgvc_core.explain.attribution.cam import stage_cams
+from fgvc_core.explain.attribution.cam import CAM_STAGES, stage_cams
 from fgvc_core.explain.scoring import metrics
 from fgvc_core.explain.scoring.evaluation import benchmark_batches, sample_indices
-
-CAM_STAGES = (3, 4, 5)
 
 
 @dataclass(frozen=True)

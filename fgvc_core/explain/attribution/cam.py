@@ -32,12 +32,13 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget, FinerWe
 
 from fgvc_core.errors import ConfigError
 from fgvc_core.explain.attribution.methods import CNN, cam_class, methods_for
+from fgvc_core.models.cra_smra.model import CRAM_STAGES
 
 # The CNN rows of the one CAM table (labels, costs and library classes live there).
 CAM_METHODS: tuple[str, ...] = methods_for(CNN)
 CAM_LAYERS: tuple[str, ...] = ("enhanced", "stage")
 CAM_OUTPUTS: tuple[str, ...] = ("mean_logits", "log_probs", "stage3", "stage4", "stage5", "concat")
-CAM_STAGES: tuple[int, ...] = (3, 4, 5)
+CAM_STAGES: tuple[int, ...] = CRAM_STAGES  # the stages CRA-SMRA taps, classifies and re-attends
 CAM_NORMALISATIONS: tuple[str, ...] = ("per_map", "shared")
 FINER_COMPARISONS = 3  # FinerCAM compares the target with this many classes of the closest scores (library default)
 
