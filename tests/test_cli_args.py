@@ -156,15 +156,18 @@ def test_make_synth_refuses_a_seed_a_checkpoint_trained_on(tmp_path, capsys):
     ckpts = tmp_path / "ckpts"
     _sidecar(ckpts / "sweep", "streamed", {"name": "synth_stream", "seed": 5})
     _sidecar(ckpts, "from_disk", {"name": "synth", "seed": 7})  # trained on a folder: its seed is not a stream
+    _sidecar(
+        ckpts / "ablation", "hard", {"name": "synth_stream", "seed": 5, "options": {"setting": "hard"}}
+    )  # other images
     (ckpts / "junk.json").write_text("{not json")
-    assert make_synth.training_stream_seeds(ckpts) == {5: ["streamed"]}
+    assert make_synth.training_stream_seeds(ckpts) == {5: ["sweep/streamed"]}
     out = tmp_path / "bench"
     argv = ["--out", str(out), "--classes", "2", "--per-class", "2", "--size", "32", "--quiet", "--checkpoints",
             str(ckpts)]  # fmt: skip
     assert make_synth.main([*argv, "--seed", "5"]) == 2
     err = capsys.readouterr().err
     assert err == (
-        "error: seed 5 is the training stream of streamed: its test split would hold their training images; "
+        "error: seed 5 is the training stream of sweep/streamed: its test split would hold their training images; "
         "pick another --seed (the demo's test data uses 1) or pass --allow-train-seed\n"
     )
     assert not out.exists()

@@ -58,8 +58,10 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def training_stream_seeds(folder: Path) -> dict[int, list[str]]:
-    """Seed -> the checkpoints (sidecars under ``folder``) that trained on ``SynthStream`` with that seed.
+    """Seed -> the checkpoints (sidecars under ``folder``) that trained on the default ``SynthStream`` with that seed.
 
+    What this command writes is the default benchmark, so a stream of a named setting (``options.setting``, e.g. the
+    ablations' ``hard``) draws other images and is left out. Checkpoints are named by their path under ``folder``.
     A sidecar that is not readable JSON, or not a synth-stream run, names no seed.
     """
     seeds: dict[int, list[str]] = {}
@@ -68,8 +70,12 @@ def training_stream_seeds(folder: Path) -> dict[int, list[str]]:
             data = json.loads(sidecar.read_text(encoding="utf-8"))["train_config"]["data"]
         except (OSError, ValueError, KeyError, TypeError):
             continue
-        if isinstance(data, dict) and data.get("name") == "synth_stream" and isinstance(data.get("seed"), int):
-            seeds.setdefault(data["seed"], []).append(sidecar.stem)
+        if not isinstance(data, dict) or data.get("name") != "synth_stream" or not isinstance(data.get("seed"), int):
+            continue
+        options = data.get("options")
+        if isinstance(options, dict) and options.get("setting") not in (None, "demo"):
+            continue
+        seeds.setdefault(data["seed"], []).append(sidecar.relative_to(folder).with_suffix("").as_posix())
     return seeds
 
 
