@@ -201,6 +201,16 @@ _CRA_OPTIONS = frozenset({
     "backbone", "variant", "delta", "omega", "reduction", "conv_channels", "conv_mid_channels", "head_hidden",
     "alpha", "beta", "gamma", "smram_resize", "suppress_from",
 })  # fmt: skip
+# What a sidecar of any timm-ViT model may size, and the CAM methods of the ViT rows of the CAM table.
+_VIT_SIZE_CAPS = (
+    ("img_size", 1, limits.MAX_IMG_SIZE),
+    ("patch_size", 1, limits.MAX_IMG_SIZE),
+    ("vit_kwargs.embed_dim", 1, limits.MAX_WIDTH),
+    ("vit_kwargs.depth", 1, limits.MAX_DEPTH),
+    ("vit_kwargs.num_heads", 1, limits.MAX_HEADS),
+    ("vit_kwargs.mlp_ratio", 0, limits.MAX_MLP_RATIO),
+)
+_VIT_CAMS = ("gradcam", "gradcam++", "hirescam", "layercam", "xgradcam", "eigencam")
 _CRA_CAMS = ("gradcam", "gradcam++", "xgradcam", "layercam", "hirescam", "gradcam_elementwise", "eigencam",
              "eigengradcam", "kpcacam", "fem", "finercam", "scorecam")  # fmt: skip
 
@@ -213,18 +223,11 @@ register(
         default_map="attention rollout (scale 1)",
         transform_preset="rams_trans",
         checkpoint_options=_RAMS_OPTIONS,
-        size_caps=(
-            ("img_size", 1, limits.MAX_IMG_SIZE),
-            ("patch_size", 1, limits.MAX_IMG_SIZE),
-            ("vit_kwargs.embed_dim", 1, limits.MAX_WIDTH),
-            ("vit_kwargs.depth", 1, limits.MAX_DEPTH),
-            ("vit_kwargs.num_heads", 1, limits.MAX_HEADS),
-            ("vit_kwargs.mlp_ratio", 0, limits.MAX_MLP_RATIO),
-        ),
+        size_caps=_VIT_SIZE_CAPS,
         demo_file="rams_trans_demo.safetensors",
         trace_options=("threshold", "head_fusion", "rollout_query", "discard_ratio", "start_layer"),
         trace_context=("original_size", "preprocess"),
-        cam_methods=("gradcam", "gradcam++", "hirescam", "layercam", "xgradcam", "eigencam"),
+        cam_methods=_VIT_CAMS,
         cam_function=f"{_ATTRIBUTION}.vit_cam:rams_trans_cam",
         evaluation_maps=f"{_SCORING}:rollout_maps",
         export_views="train.explain_views:rams_trans_views",
@@ -276,16 +279,9 @@ register(
         default_map="attention rollout",
         transform_preset="rams_trans",  # the ViT papers' preprocessing (square resize, centre crop at test)
         checkpoint_options=_VIT_OPTIONS,
-        size_caps=(
-            ("img_size", 1, limits.MAX_IMG_SIZE),
-            ("patch_size", 1, limits.MAX_IMG_SIZE),
-            ("vit_kwargs.embed_dim", 1, limits.MAX_WIDTH),
-            ("vit_kwargs.depth", 1, limits.MAX_DEPTH),
-            ("vit_kwargs.num_heads", 1, limits.MAX_HEADS),
-            ("vit_kwargs.mlp_ratio", 0, limits.MAX_MLP_RATIO),
-        ),
+        size_caps=_VIT_SIZE_CAPS,
         trace_options=("head_fusion", "rollout_query", "discard_ratio", "start_layer"),
-        cam_methods=("gradcam", "gradcam++", "hirescam", "layercam", "xgradcam", "eigencam"),
+        cam_methods=_VIT_CAMS,
         cam_function=f"{_ATTRIBUTION}.vit_cam:rams_trans_cam",  # any model with .vit, .cls_token(0), .head_names
         pages=("overview", "evaluation"),
     )

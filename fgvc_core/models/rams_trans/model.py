@@ -89,10 +89,7 @@ def build_rams_trans(
     """
     if unknown:
         raise ConfigError(f"unknown rams_trans option(s): {', '.join(sorted(unknown))}")
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-        raise ConfigError(f"num_classes must be an integer >= 2, got {num_classes!r}")
-    if not isinstance(backbone, str) or not backbone:
-        raise ConfigError(f"backbone must be a timm model name, got {backbone!r}")
+    vit_kwargs = vitlib.check_vit_build(num_classes, backbone, drop_rate, vit_kwargs)
     size_hw = _pair(img_size, "img_size")
     patch_hw = _pair(patch_size, "patch_size", allow_none=True)
     if isinstance(num_scales, bool) or not isinstance(num_scales, int) or not 1 <= num_scales <= 8:
@@ -102,11 +99,6 @@ def build_rams_trans(
         raise ConfigError(f"scale_loss_weights needs {num_scales} numbers (one per scale), got {scale_loss_weights!r}")
     if not all(_number(w) and w >= 0 for w in weights) or sum(weights) <= 0:
         raise ConfigError(f"scale_loss_weights must be >= 0 with a positive sum, got {scale_loss_weights!r}")
-    if not _number(drop_rate) or not 0 <= drop_rate < 1:
-        raise ConfigError(f"drop_rate must be in [0, 1), got {drop_rate!r}")
-    if vit_kwargs is not None and not isinstance(vit_kwargs, Mapping):
-        raise ConfigError(f"vit_kwargs must be a dict of timm.create_model arguments, got {vit_kwargs!r}")
-    vit_kwargs = dict(vit_kwargs or {})
     depth = int(vit_kwargs.get("depth", 1_000_000))  # the real depth is checked again once the ViT exists
     dppm.make_options(threshold, head_fusion, rollout_query, discard_ratio, start_layer, num_scales, depth)
 

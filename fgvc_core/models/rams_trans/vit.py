@@ -16,8 +16,9 @@ layer scale, drop path, ``no_embed_class``, ``pre_norm``); :func:`check_vit` rej
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn as nn
@@ -45,6 +46,24 @@ RESERVED_KWARGS = frozenset(
         "dynamic_img_size", "dynamic_img_pad", "proj_drop_rate", "pos_drop_rate", "patch_drop_rate", "embed_layer",
     }
 )  # fmt: skip
+
+
+def check_vit_build(num_classes: Any, backbone: Any, drop_rate: Any, vit_kwargs: Any) -> dict:
+    """The build options every model on a timm ViT checks alike; returns ``vit_kwargs`` as a new dict.
+
+    Raises:
+        ConfigError: ``num_classes`` not an integer >= 2, an empty backbone name, ``drop_rate`` outside [0, 1), or
+            ``vit_kwargs`` not a mapping.
+    """
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+        raise ConfigError(f"num_classes must be an integer >= 2, got {num_classes!r}")
+    if not isinstance(backbone, str) or not backbone:
+        raise ConfigError(f"backbone must be a timm model name, got {backbone!r}")
+    if isinstance(drop_rate, bool) or not isinstance(drop_rate, (int, float)) or not 0 <= drop_rate < 1:
+        raise ConfigError(f"drop_rate must be in [0, 1), got {drop_rate!r}")
+    if vit_kwargs is not None and not isinstance(vit_kwargs, Mapping):
+        raise ConfigError(f"vit_kwargs must be a dict of timm.create_model arguments, got {vit_kwargs!r}")
+    return dict(vit_kwargs or {})
 
 
 def create_vit(

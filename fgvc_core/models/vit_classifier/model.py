@@ -84,17 +84,9 @@ def build_vit_classifier(
     """
     if unknown:
         raise ConfigError(f"unknown vit_classifier option(s): {', '.join(sorted(unknown))}")
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-        raise ConfigError(f"num_classes must be an integer >= 2, got {num_classes!r}")
-    if not isinstance(backbone, str) or not backbone:
-        raise ConfigError(f"backbone must be a timm model name, got {backbone!r}")
+    vit_kwargs = vitlib.check_vit_build(num_classes, backbone, drop_rate, vit_kwargs)
     side = _side(img_size, "img_size")
     patch = None if patch_size is None else _side(patch_size, "patch_size")
-    if not _number(drop_rate) or not 0 <= drop_rate < 1:
-        raise ConfigError(f"drop_rate must be in [0, 1), got {drop_rate!r}")
-    if vit_kwargs is not None and not isinstance(vit_kwargs, Mapping):
-        raise ConfigError(f"vit_kwargs must be a dict of timm.create_model arguments, got {vit_kwargs!r}")
-    vit_kwargs = dict(vit_kwargs or {})
     _check_rollout(head_fusion, rollout_query, discard_ratio, start_layer, int(vit_kwargs.get("depth", 1_000_000)))
     vit = vitlib.create_vit(
         backbone, num_classes, (side, side), None if patch is None else (patch, patch), float(drop_rate), vit_kwargs,
