@@ -13,6 +13,8 @@ from typing import Any, NamedTuple, Protocol, runtime_checkable
 import torch
 import torch.nn as nn
 
+from fgvc_core.errors import ConfigError
+
 
 @dataclass
 class ModelOutput:
@@ -63,6 +65,21 @@ class Trace(Protocol):
     def default_map(self, row: int = 0) -> ExplanationMap:
         """The model's default explanation map of image ``row``, resampled to the network input's pixels."""
         ...
+
+
+def check_input_cache(cache: Any, kind: type, model: nn.Module, x: torch.Tensor | None) -> Any:
+    """``cache`` if it is a ``kind`` state (fields ``x``, ``config``, ``owner``) this model made for this input.
+
+    Raises:
+        ConfigError: another type, another model (or the same model rebuilt), or another input.
+    """
+    if not isinstance(cache, kind):
+        raise ConfigError(f"cache must be trace.cache (a {kind.__name__}), got {type(cache).__name__}")
+    if cache.config != model.config or cache.owner != id(model):
+        raise ConfigError("cache: that trace was made by another model; trace without a cache")
+    if x is not None and (x.shape != cache.x.shape or not torch.equal(x.detach().cpu(), cache.x)):
+        raise ConfigError("cache: the trace was made for another input; trace the new input without a cache")
+    return cache
 
 
 def to_input_pixels(grid_map: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

@@ -19,7 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from fgvc_core.errors import ConfigError
-from fgvc_core.models.base import FGVCModel, ModelOutput
+from fgvc_core.models.base import FGVCModel, ModelOutput, check_input_cache
 from fgvc_core.models.rams_trans import dppm
 from fgvc_core.models.rams_trans import vit as vitlib
 from fgvc_core.models.rams_trans.trace import RamsTransTrace, Scale1State, ScaleTrace, rollout_scores
@@ -320,13 +320,7 @@ class RamsTrans(FGVCModel):
 
     def _scale1_state(self, x: torch.Tensor | None, cache: Scale1State | None, device) -> Scale1State:
         if cache is not None:
-            if not isinstance(cache, Scale1State):
-                raise ConfigError(f"cache must be trace.cache (a Scale1State), got {type(cache).__name__}")
-            if cache.config != self.config or cache.owner != id(self):
-                raise ConfigError("cache: that trace was made by another model; trace without a cache")
-            if x is not None and (x.shape != cache.x.shape or not torch.equal(x.detach().cpu(), cache.x)):
-                raise ConfigError("cache: the trace was made for another input; trace the new input without a cache")
-            return cache
+            return check_input_cache(cache, Scale1State, self, x)
         if x is None:
             raise ConfigError("trace needs an input x (or cache=an earlier trace's cache)")
         self._check_input(x)

@@ -18,7 +18,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from fgvc_core.errors import ConfigError
-from fgvc_core.models.base import FGVCModel, ModelOutput
+from fgvc_core.models.base import FGVCModel, ModelOutput, check_input_cache
 from fgvc_core.models.rams_trans import vit as vitlib
 from fgvc_core.models.vit_classifier.trace import HEAD, AttentionState, VitTrace
 from fgvc_core.models.weights import LoadReport
@@ -201,13 +201,7 @@ class VitClassifier(FGVCModel):
 
     def _state(self, x: torch.Tensor | None, cache: AttentionState | None) -> AttentionState:
         if cache is not None:
-            if not isinstance(cache, AttentionState):
-                raise ConfigError(f"cache must be trace.cache (an AttentionState), got {type(cache).__name__}")
-            if cache.config != self.config or cache.owner != id(self):
-                raise ConfigError("cache: that trace was made by another model; trace without a cache")
-            if x is not None and (x.shape != cache.x.shape or not torch.equal(x.detach().cpu(), cache.x)):
-                raise ConfigError("cache: the trace was made for another input; trace the new input without a cache")
-            return cache
+            return check_input_cache(cache, AttentionState, self, x)
         if x is None:
             raise ConfigError("trace needs an input x (or cache=an earlier trace's cache)")
         self._check_input(x)
