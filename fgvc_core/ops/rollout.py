@@ -13,6 +13,7 @@ This module is pure tensor maths (no model, no timm) in ``fgvc_core.ops``, below
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 
@@ -62,6 +63,21 @@ def _check_options(head_fusion: str, discard_ratio: float, query: str, start_lay
         raise ConfigError(f"discard_ratio must be in [0, 1), got {discard_ratio!r}")
     if not isinstance(start_layer, int) or not 0 <= start_layer < num_layers:
         raise ConfigError(f"start_layer must be an integer in [0, {num_layers - 1}], got {start_layer!r}")
+
+
+def check_rollout_options(
+    head_fusion: Any, rollout_query: Any, discard_ratio: Any, start_layer: Any, depth: int
+) -> None:
+    """Validate a model's rollout build/trace options at the door (ConfigError, one line, in the option's own name)."""
+    if head_fusion not in HEAD_FUSIONS:
+        raise ConfigError(f"head_fusion must be one of {', '.join(HEAD_FUSIONS)}, got {head_fusion!r}")
+    if rollout_query not in QUERIES:
+        raise ConfigError(f"rollout_query must be one of {', '.join(QUERIES)}, got {rollout_query!r}")
+    number = isinstance(discard_ratio, (int, float)) and not isinstance(discard_ratio, bool)
+    if not number or not 0 <= discard_ratio < 1:  # NaN and inf fail the range too
+        raise ConfigError(f"discard_ratio must be in [0, 1), got {discard_ratio!r}")
+    if isinstance(start_layer, bool) or not isinstance(start_layer, int) or not 0 <= start_layer < depth:
+        raise ConfigError(f"start_layer must be an integer in [0, {depth - 1}], got {start_layer!r}")
 
 
 def fuse_heads(attention: torch.Tensor, head_fusion: str = "mean") -> torch.Tensor:

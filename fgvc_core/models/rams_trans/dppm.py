@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torchvision.ops import roi_align
 
 from fgvc_core.errors import ConfigError
-from fgvc_core.ops.rollout import HEAD_FUSIONS, QUERIES
+from fgvc_core.ops.rollout import check_rollout_options
 
 
 @dataclass(frozen=True)
@@ -59,14 +59,7 @@ def make_options(
         raise ConfigError(f"threshold must be a number or a list of {count} numbers (one per zoom), got {threshold!r}")
     if not all(_is_number(v) and v > 0 for v in values):
         raise ConfigError(f"threshold values must be positive numbers, got {threshold!r}")
-    if head_fusion not in HEAD_FUSIONS:
-        raise ConfigError(f"head_fusion must be one of {', '.join(HEAD_FUSIONS)}, got {head_fusion!r}")
-    if query not in QUERIES:
-        raise ConfigError(f"rollout_query must be one of {', '.join(QUERIES)}, got {query!r}")
-    if not _is_number(discard_ratio) or not 0 <= discard_ratio < 1:
-        raise ConfigError(f"discard_ratio must be in [0, 1), got {discard_ratio!r}")
-    if isinstance(start_layer, bool) or not isinstance(start_layer, int) or not 0 <= start_layer < depth:
-        raise ConfigError(f"start_layer must be an integer in [0, {depth - 1}], got {start_layer!r}")
+    check_rollout_options(head_fusion, query, discard_ratio, start_layer, depth)
     return DPPMOptions(tuple(float(v) for v in values), head_fusion, query, float(discard_ratio), start_layer)
 
 

@@ -22,25 +22,11 @@ from fgvc_core.models.base import FGVCModel, ModelOutput, check_input_cache
 from fgvc_core.models.rams_trans import vit as vitlib
 from fgvc_core.models.vit_classifier.trace import HEAD, AttentionState, VitTrace
 from fgvc_core.models.weights import LoadReport
-from fgvc_core.ops.rollout import attention_rollout
-
-HEAD_FUSIONS = ("mean", "max", "min")
-ROLLOUT_QUERIES = ("cls", "mean")
+from fgvc_core.ops.rollout import attention_rollout, check_rollout_options
 
 
 def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _check_rollout(head_fusion: Any, rollout_query: Any, discard_ratio: Any, start_layer: Any, depth: int) -> None:
-    if head_fusion not in HEAD_FUSIONS:
-        raise ConfigError(f"head_fusion must be one of {', '.join(HEAD_FUSIONS)}, got {head_fusion!r}")
-    if rollout_query not in ROLLOUT_QUERIES:
-        raise ConfigError(f"rollout_query must be one of {', '.join(ROLLOUT_QUERIES)}, got {rollout_query!r}")
-    if not _number(discard_ratio) or not 0 <= discard_ratio < 1:
-        raise ConfigError(f"discard_ratio must be in [0, 1), got {discard_ratio!r}")
-    if isinstance(start_layer, bool) or not isinstance(start_layer, int) or not 0 <= start_layer < depth:
-        raise ConfigError(f"start_layer must be a block index in [0, {depth - 1}], got {start_layer!r}")
 
 
 def _side(value: Any, name: str) -> int:
@@ -87,12 +73,13 @@ def build_vit_classifier(
     vit_kwargs = vitlib.check_vit_build(num_classes, backbone, drop_rate, vit_kwargs)
     side = _side(img_size, "img_size")
     patch = None if patch_size is None else _side(patch_size, "patch_size")
-    _check_rollout(head_fusion, rollout_query, discard_ratio, start_layer, int(vit_kwargs.get("depth", 1_000_000)))
+    depth = int(vit_kwargs.get("depth", 1_000_000))  # checked again against the real depth once the ViT exists
+    check_rollout_options(head_fusion, rollout_query, discard_ratio, start_layer, depth)
     vit = vitlib.create_vit(
         backbone, num_classes, (side, side), None if patch is None else (patch, patch), float(drop_rate), vit_kwargs,
         patch_embed,
     )  # fmt: skip
-    _check_rollout(head_fusion, rollout_query, discard_ratio, start_layer, len(vit.blocks))
+    check_rollout_options(head_fusion, rollout_query, discard_ratio, start_layer, len(vit.blocks))
     (gh, gw), (ph, pw), (h, w) = vitlib.grid_geometry(vit)
     if (gh * ph, gw * pw) != (h, w):
         raise ConfigError(f"img_size {h}x{w} must be a multiple of the patch size {ph}x{pw}")
@@ -185,7 +172,7 @@ class VitClassifier(FGVCModel):
             "discard_ratio": c["discard_ratio"] if discard_ratio is None else discard_ratio,
             "start_layer": c["start_layer"] if start_layer is None else start_layer,
         }
-        _check_rollout(*options.values(), depth=len(self.vit.blocks))
+        check_rollout_options(*options.values(), depth=len(self.vit.blocks))
         state = self._state(x, cache)
         scores = attention_rollout(
             state.attentions, options["head_fusion"], float(options["discard_ratio"]), options["rollout_query"],
