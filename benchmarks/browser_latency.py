@@ -77,6 +77,9 @@ def measure(url: str, presses: int) -> dict[str, list[float]]:
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         page = browser.new_page(viewport={"width": 1500, "height": 1000})
+        # The app's entry first, as a visitor arrives: it runs app.py (st.navigation, page config, torch threads).
+        page.goto(url, timeout=180_000)
+        settle(page)
         for path, prefix, key in CASES:
             page.goto(f"{url}/{path}", timeout=180_000)
             settle(page)

@@ -16,14 +16,14 @@ from fgvc_core.app import traces
 from fgvc_core.app.familiarity import familiarity_warning
 from fgvc_core.app.guard import guarded
 from fgvc_core.app.images import ImageChoice
-from fgvc_core.app.map_panels import fixed_scale_overlay
+from fgvc_core.app.map_panels import overlay_jpeg
 from fgvc_core.app.models import LoadedModel
 from fgvc_core.app.sidebar import render_sidebar
 from fgvc_core.app.views import figure_download, headline, input_note, plotly, slug, timing_caption
-from fgvc_core.explain.rendering.figure_cra import CHANNEL_SOURCES, channel_maps, channel_order
+from fgvc_core.explain.rendering.figure_cra import CHANNEL_SOURCES, channel_maps
 from fgvc_core.explain.rendering.figure_utils import batch_row, display_image
 from fgvc_core.explain.rendering.figures import channel_maps_figure, cram_channels_figure
-from fgvc_core.explain.rendering.plots import SUPPRESSED_COLOR, channel_bars, heatmap, topk_bar
+from fgvc_core.explain.rendering.plots import channel_bars, heatmap, topk_bar
 from fgvc_core.models.cra_smra.model import CRAM_STAGES
 from fgvc_core.models.cra_smra.trace import ALL_SUPPRESSED_DELTA
 
@@ -71,12 +71,8 @@ def suppression_line(trace) -> str:
 
 
 def channel_figure(stage_trace, sort: bool, top_k: int, delta: float, omega: float) -> go.Figure:
-    """The I, I*, S bars, with S also drawn as dots on a fixed 0-1 axis.
-
-    A suppressed channel's S is ω, so at ω = 0 its bar has height 0 and the channels shown first (highest I, the
-    suppressed ones) drew an empty S panel; the dots mark those zeros and the fixed axis keeps the panel readable.
-    """
-    fig = channel_bars(
+    """The I, I*, S bars of one stage, with S also as dots on a fixed 0-1 axis (visible at ω = 0)."""
+    return channel_bars(
         stage_trace.importance,
         stage_trace.importance_softmax,
         stage_trace.suppression,
@@ -84,31 +80,8 @@ def channel_figure(stage_trace, sort: bool, top_k: int, delta: float, omega: flo
         sort=sort,
         top_k=top_k,
         delta=delta,
+        omega=omega,
     )
-    if stage_trace.suppression is None:  # a variant without CRAM: no S panel
-        return fig
-    order = channel_order(batch_row(stage_trace.importance, 0, 1), top_k, sort)
-    values = batch_row(stage_trace.suppression, 0, 1)[order]
-    suppressed = batch_row(stage_trace.suppressed_channels, 0, 1)[order] > 0.5
-    fig.add_trace(
-        go.Scatter(
-            x=[f"c{c}" for c in order],
-            y=[float(v) for v in values],
-            mode="markers",
-            marker={"color": [SUPPRESSED_COLOR if m else "#444444" for m in suppressed], "size": 6},
-            name="S",
-            showlegend=False,
-            hovertemplate="%{x}: S = %{y:.2f}<extra></extra>",
-        ),
-        row=3,
-        col=1,
-    )
-    fig.update_yaxes(range=[-0.05, 1.05], row=3, col=1)
-    title = f"S = ω = {omega:g} on a suppressed channel (red), 1 elsewhere"
-    if omega == 0:
-        title += ": suppressed channels are zeroed (dots at 0)"
-    fig.layout.annotations[2].text = title  # the third subplot title, "S"
-    return fig
 
 
 def feature_means(trace, stage: int, image: ImageChoice) -> None:
@@ -148,7 +121,7 @@ def channel_tiles(trace, stage: int, k: int, source: str, rgb) -> None:
         for column, c in zip(st.columns(k), channels):
             mark = " (supp.)" if suppressed is not None and suppressed[c] else ""
             column.image(
-                fixed_scale_overlay(rgb, maps[c], low, high, alpha=0.6),
+                overlay_jpeg(rgb, maps[c], low, high, alpha=0.6),
                 caption=f"{name} c{c}: {float(score[c]):.3f}{mark}",
                 width="stretch",
             )

@@ -149,6 +149,24 @@ def screenshot(page, path: Path) -> None:
     page.set_viewport_size({"width": 1500, "height": 1000})
 
 
+def test_a_page_url_opened_first_on_a_fresh_server_runs_through_app_py(app_setup):
+    """Streamlit's legacy mode would run pages/cram.py alone (no navigation menu, no page config, no torch setting)."""
+    from playwright.sync_api import sync_playwright
+
+    env, _, _, tmp = app_setup
+    with streamlit_server(REPO, env, tmp / "streamlit_direct.log") as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1500, "height": 1000})
+        page.goto(f"{url}/cram", timeout=RUN_TIMEOUT_MS)
+        settle(page)
+        page.wait_for_selector("h1:has-text('CRAM channel masks')", timeout=RUN_TIMEOUT_MS)
+        nav = page.locator("[data-testid='stSidebarNav']")
+        assert nav.get_by_text("Explore", exact=True).count() == 1, "app.py's st.navigation menu is missing"
+        assert nav.get_by_text("app", exact=True).count() == 0, "the legacy pages/ menu is shown"
+        assert_no_traceback(page, "the CRAM page opened by its URL")
+        browser.close()
+
+
 def test_every_page_upload_and_sliders_in_chromium(app_setup, server):
     from playwright.sync_api import sync_playwright
 

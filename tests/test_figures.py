@@ -240,6 +240,39 @@ def test_channel_bars_data_sorted_and_marked(cra):
     assert len(plain.data) == 1 and list(plain.data[0].x)[:3] == ["c0", "c1", "c2"]
 
 
+def test_channel_bars_layout_is_make_subplots_layout(cra):
+    """The dict-built panels sit where make_subplots(rows=n, shared_xaxes=True) puts them (a direct re-computation)."""
+    from plotly.subplots import make_subplots
+
+    st = cra.stage(3)
+    for args in ((st.importance,), (st.importance, st.importance_softmax), (st.importance, st.importance_softmax,
+                                                                             st.suppression)):  # fmt: skip
+        fig = plots.channel_bars(*args)
+        names = ["I", "I*", "S"][: len(args)]
+        ref = make_subplots(rows=len(args), cols=1, shared_xaxes=True, subplot_titles=names)
+        for row in range(1, len(args) + 1):
+            suffix = "" if row == 1 else str(row)
+            assert fig.layout[f"yaxis{suffix}"].domain == pytest.approx(ref.layout[f"yaxis{suffix}"].domain)
+            assert fig.layout[f"xaxis{suffix}"].matches == ref.layout[f"xaxis{suffix}"].matches
+            assert fig.data[row - 1].yaxis == f"y{suffix}"
+        assert [a.text for a in fig.layout.annotations] == [a.text for a in ref.layout.annotations]
+        assert [a.y for a in fig.layout.annotations] == pytest.approx([a.y for a in ref.layout.annotations])
+
+
+def test_channel_bars_omega_draws_s_as_dots_on_a_fixed_axis(cra):
+    st = cra.stage(3)
+    fig = plots.channel_bars(
+        st.importance, st.importance_softmax, st.suppression, st.suppressed_channels, delta=cra.delta, omega=0.0
+    )
+    dots = [t for t in fig.data if t.type == "scatter"]
+    assert len(dots) == 1 and dots[0].yaxis == "y3"
+    np.testing.assert_allclose(dots[0].y, st.suppression[0].numpy(), rtol=1e-6)
+    assert tuple(fig.layout.yaxis3.range) == (-0.05, 1.05)
+    assert "zeroed" in fig.layout.annotations[2].text
+    assert "zeroed" not in plots.channel_bars(st.importance, None, st.suppression, omega=0.5).layout.annotations[1].text
+    assert not [t for t in plots.channel_bars(st.importance, st.importance_softmax).data if t.type == "scatter"]
+
+
 def test_heatmap_and_sweep_plot_carry_the_data():
     m = torch.rand(3, 5)
     fig = plots.heatmap(m, "map")

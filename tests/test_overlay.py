@@ -180,3 +180,22 @@ def test_export_figure_and_figure_png(tmp_path, image):
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and Image.open(io.BytesIO(data)).size[0] > 0
     with pytest.raises(ConfigError):
         O.export_figure(panels, titles=["only one"])
+
+
+def test_overlay_jpeg_decodes_to_the_fixed_scale_overlay_and_is_memoised_on_content():
+    import io
+
+    from PIL import Image
+
+    from fgvc_core.app.map_panels import fixed_scale_overlay, overlay_jpeg
+
+    ramp = np.linspace(0, 255, 32)
+    rgb = np.stack([np.add.outer(ramp, ramp) / 2, np.tile(ramp, (32, 1)), np.full((32, 32), 90.0)], -1).astype(np.uint8)
+    m = np.random.default_rng(0).random((4, 4))  # smooth once resized: JPEG keeps it close
+    first = overlay_jpeg(rgb, m, 0.1, 0.9, alpha=0.6)
+    decoded = np.asarray(Image.open(io.BytesIO(first)).convert("RGB")).astype(float)
+    expected = fixed_scale_overlay(rgb, m, 0.1, 0.9, alpha=0.6).astype(float)
+    assert np.abs(decoded - expected).mean() < 4  # JPEG's loss, not a different picture
+    assert overlay_jpeg(rgb.copy(), m.copy(), 0.1, 0.9, alpha=0.6) is first  # same content: the cached bytes
+    assert overlay_jpeg(rgb, m + 0.01, 0.1, 0.9, alpha=0.6) != first
+    assert overlay_jpeg(rgb, m, 0.1, 0.8, alpha=0.6) != first  # the colour scale is part of the key

@@ -28,6 +28,7 @@ from fgvc_core.app.datasets import (
     dataset_image,
     open_dataset,
 )
+from fgvc_core.app.entry import ensure_app_entry
 from fgvc_core.app.guard import one_line
 from fgvc_core.app.images import ImageChoice, gallery_order, uploaded_image
 from fgvc_core.app.models import LoadedModel, load_model
@@ -287,6 +288,7 @@ def _target(sidebar: Any, selection: Selection) -> str | None:
 
 def render_sidebar() -> Selection:
     """Draw the shared sidebar and return what it selected. Every page calls this first."""
+    ensure_app_entry()  # a page URL opened first on a fresh server: go through app.py
     paths = app_paths()
     selection = Selection(paths)
     sidebar = st.sidebar

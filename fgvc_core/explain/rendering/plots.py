@@ -93,6 +93,7 @@ def channel_bars(
     index: int = 0,
     top_k: int | None = None,
     delta: float | None = None,
+    omega: float | None = None,
 ) -> go.Figure:
     """CRAM's ``I``, ``I*`` and ``S`` per channel as stacked bar panels; suppressed channels in red.
 
@@ -105,6 +106,13 @@ def channel_bars(
         index: which image of a batch.
         top_k: only the ``top_k`` channels of highest ``I``.
         delta: when given, the ``I*`` panel gets the dashed line ``δ·max I*``.
+        omega: when given, ``S`` is also drawn as dots on a fixed 0-1 axis and its title names ω. A suppressed
+            channel's ``S`` is ω, so at ω = 0 its bar has height 0 and the channels shown first (highest ``I``, the
+            suppressed ones) would draw an empty panel; the dots mark those zeros.
+
+    The figure is written as one dict and validated once (``go.Figure(dict)``) rather than through
+    ``make_subplots`` and ``add_hline``, whose per-property updates took ~3x longer; a CRAM δ step builds it on
+    every slider press.
     """
     from fgvc_core.explain.rendering.figure_cra import channel_order
 
@@ -117,22 +125,59 @@ def channel_bars(
     for name, values in panels:
         if values.size != imp.size:
             raise ConfigError(f"{name} has {values.size} channels, I has {imp.size}")
-    fig = make_subplots(rows=len(panels), cols=1, shared_xaxes=True, subplot_titles=[n for n, _ in panels])
+    layout = _stacked_panels([name for name, _ in panels])
     labels = [f"c{c}" for c in order]  # categorical axis: keeps the (sorted) order
     colors = [SUPPRESSED_COLOR if marks[c] else BAR_COLOR for c in order]
+    data: list[dict] = []
+    shapes: list[dict] = []
     for row, (name, values) in enumerate(panels, start=1):
-        fig.add_trace(
-            go.Bar(x=labels, y=[float(v) for v in values[order]], name=name, marker_color=colors, showlegend=False),
-            row=row,
-            col=1,
-        )
+        axes = {"xaxis": _axis_name("x", row), "yaxis": _axis_name("y", row)}
+        ys = [float(v) for v in values[order]]
+        data.append({"type": "bar", "x": labels, "y": ys, "name": name, "marker": {"color": colors},
+                     "showlegend": False, **axes})  # fmt: skip
         if name == "I*" and delta is not None:
-            fig.add_hline(y=delta * float(values.max()), line_dash="dash", row=row, col=1)
-    fig.update_xaxes(type="category")
-    fig.update_layout(
-        title=f"{int(marks.sum())}/{imp.size} channels suppressed (red)", height=220 * len(panels) + 80, bargap=0.1
-    )
-    return fig
+            level = delta * float(values.max())
+            shapes.append({"type": "line", "xref": f"{axes['xaxis']} domain", "x0": 0, "x1": 1,
+                           "yref": axes["yaxis"], "y0": level, "y1": level, "line": {"dash": "dash"}})  # fmt: skip
+        if name == "S" and omega is not None:
+            dots = [SUPPRESSED_COLOR if marks[c] else COMBINED_COLOR for c in order]
+            data.append({"type": "scatter", "x": labels, "y": ys, "mode": "markers", "name": "S",
+                         "marker": {"color": dots, "size": 6}, "showlegend": False,
+                         "hovertemplate": "%{x}: S = %{y:.2f}<extra></extra>", **axes})  # fmt: skip
+            layout[_axis_name("yaxis", row)]["range"] = [-0.05, 1.05]
+            title = f"S = ω = {omega:g} on a suppressed channel (red), 1 elsewhere"
+            if omega == 0:
+                title += ": suppressed channels are zeroed (dots at 0)"
+            layout["annotations"][row - 1]["text"] = title
+    layout.update(shapes=shapes, height=220 * len(panels) + 80, bargap=0.1,
+                  title={"text": f"{int(marks.sum())}/{imp.size} channels suppressed (red)"})  # fmt: skip
+    return go.Figure({"data": data, "layout": layout})
+
+
+def _axis_name(axis: str, row: int) -> str:
+    """Plotly's name of panel ``row``'s axis: ``x``/``xaxis`` for the first, ``x2``/``xaxis2``... after."""
+    return axis if row == 1 else f"{axis}{row}"
+
+
+def _stacked_panels(titles: Sequence[str]) -> dict[str, Any]:
+    """The layout of ``make_subplots(rows=n, cols=1, shared_xaxes=True, subplot_titles=titles)``, as a plain dict.
+
+    Panels top to bottom over one categorical x axis (ticks on the lowest panel only), each titled above.
+    """
+    n = len(titles)
+    gap = 0.5 / n if n > 1 else 0.0
+    height = (1.0 - gap * (n - 1)) / n
+    layout: dict[str, Any] = {"annotations": []}
+    for row, title in enumerate(titles, start=1):
+        top = 1.0 - (row - 1) * (height + gap)
+        x, y = _axis_name("x", row), _axis_name("y", row)
+        shared = {"matches": _axis_name("x", n), "showticklabels": False} if row < n else {}
+        layout[_axis_name("xaxis", row)] = {"anchor": y, "domain": [0.0, 1.0], "type": "category", **shared}
+        layout[_axis_name("yaxis", row)] = {"anchor": x, "domain": [max(top - height, 0.0), top]}
+        layout["annotations"].append({"text": title, "x": 0.5, "xanchor": "center", "xref": "paper", "y": top,
+                                      "yanchor": "bottom", "yref": "paper", "showarrow": False,
+                                      "font": {"size": 16}})  # fmt: skip
+    return layout
 
 
 def heatmap(
