@@ -7,6 +7,10 @@ page the slider is focused and pressed ``--presses`` times; one press is timed f
 and (c) every image in the main area has loaded (``img.complete``), polled every animation frame.
 
     .venv/bin/python -m benchmarks.browser_latency --before 916c677 --presses 6
+    .venv/bin/python -m benchmarks.browser_latency --before 916c677 --presses 6 --direct   # page URLs first
+
+The app's entry page is opened first (as a visitor arrives), unless ``--direct``: then each page's URL is the first
+thing the fresh server serves, as a bookmark or a shared link is.
 
 Prints a markdown table (median and max per page and variant). Needs /usr/bin/chromium and playwright.
 """
@@ -70,16 +74,16 @@ def time_presses(page, prefix: str, key: str, presses: int) -> list[float]:
     return times
 
 
-def measure(url: str, presses: int) -> dict[str, list[float]]:
+def measure(url: str, presses: int, direct: bool = False) -> dict[str, list[float]]:
     from playwright.sync_api import sync_playwright
 
     out = {}
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         page = browser.new_page(viewport={"width": 1500, "height": 1000})
-        # The app's entry first, as a visitor arrives: it runs app.py (st.navigation, page config, torch threads).
-        page.goto(url, timeout=180_000)
-        settle(page)
+        if not direct:  # the app's entry first, as a visitor arrives: app.py (navigation, page config, threads)
+            page.goto(url, timeout=180_000)
+            settle(page)
         for path, prefix, key in CASES:
             page.goto(f"{url}/{path}", timeout=180_000)
             settle(page)
@@ -101,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--before", default=None, help="git revision of the 'before' app (default: none)")
     parser.add_argument("--presses", type=int, default=6)
+    parser.add_argument("--direct", action="store_true",
+                        help="open each page URL first on the fresh server, as a bookmark does")  # fmt: skip
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -115,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         results = {}
         for name, tree in trees.items():
             with server(tree, env) as url:
-                results[name] = measure(url, args.presses)
+                results[name] = measure(url, args.presses, args.direct)
     print("| variant | page | presses | median ms | max ms |")
     print("|---|---|---:|---:|---:|")
     for name, pages in results.items():
