@@ -177,3 +177,9 @@ def test_demo_checkpoints_pass_the_untrusted_sidecar_checks(path):
     assert model.num_classes == len(meta["classes"]) == (16 if "ablation" in path.parts else 12)
     assert ckpt.read_header_shapes(path) == {k: tuple(v.shape) for k, v in model.state_dict().items()}
     assert all(torch.isfinite(v).all() for v in model.state_dict().values() if v.is_floating_point())
+
+
+def test_the_shipped_checkpoints_stay_within_the_80_mb_budget():
+    """Issue 12: checkpoints/ (demos, γ sweep, ablation medians) must stay under 80 MB in the repository."""
+    files = [p for p in (Path(__file__).resolve().parents[1] / "checkpoints").rglob("*") if p.is_file()]
+    assert sum(p.stat().st_size for p in files) < 80 * 1024 * 1024
