@@ -354,3 +354,28 @@ def test_the_cli_lists_the_named_grids_without_importing_torch_for_help():
     code = "import sys, train.ablate; print('torch' in sys.modules)"
     loaded = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert loaded.stdout.strip() == "False"
+
+
+def test_an_in_process_run_trains_on_one_thread_and_restores_the_callers_count(tmp_path, monkeypatch):
+    """--jobs 1 must train like a --jobs 2 worker (one thread): the CPU kernels' numbers depend on the count."""
+    import torch
+
+    from fgvc_core.engine import trainer
+
+    seen = []
+    real = trainer.run_training
+
+    def spy(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "run_training", spy)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        grid, out = _tiny_grid(tmp_path, variants={"a": []}), tmp_path / "out"
+        assert ablate.main(["--grid", str(grid), "--seeds", "0", "--out", str(out), "--no-progress"]) == 0
+        assert seen == [ablation.RUN_THREADS] == [1]
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
